@@ -1,0 +1,41 @@
+"""The built-in reducer: PCA by numpy SVD, with a deterministic sign."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PCA:
+    """Principal components, scikit-learn style.
+
+    Each component's sign is fixed so that its largest-magnitude loading is
+    positive, so the same data always gives the same layout.
+    """
+
+    def __init__(self, n_components: int = 2, random_state=None):
+        self.n_components = n_components
+        self.random_state = random_state  # accepted for a common interface; PCA is deterministic
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 2:
+            raise ValueError("PCA needs a 2-D array with at least 2 samples")
+        self.mean_ = X.mean(axis=0)
+        _, s, vt = np.linalg.svd(X - self.mean_, full_matrices=False)
+        k = min(self.n_components, vt.shape[0])
+        comps = vt[:k]
+        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
+        signs[signs == 0] = 1
+        self.components_ = comps * signs[:, None]
+        var = s ** 2 / (X.shape[0] - 1)
+        self.explained_variance_ratio_ = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
+        return self
+
+    def transform(self, X):
+        out = (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+        if out.shape[1] < self.n_components:  # fewer features than components: pad with zeros
+            out = np.pad(out, ((0, 0), (0, self.n_components - out.shape[1])))
+        return out.astype(np.float32)
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)

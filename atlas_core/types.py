@@ -1,0 +1,90 @@
+"""The small types passed between stages (the design's canonical forms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class UsageError(Exception):
+    """A user's mistake: the CLI prints it as one line and exits non-zero."""
+
+
+@dataclass
+class InputSpec:
+    """How canonical images (float32 NHWC in [0, 1]) map to a model's input.
+
+    ``height``/``width`` are None where the graph leaves them open.
+    The model sees ``(image * scale - mean) / std`` in its own ``layout``.
+    """
+
+    layout: str = "NCHW"
+    channels: int = 3
+    height: Optional[int] = None
+    width: Optional[int] = None
+    mean: Sequence[float] = (0.0, 0.0, 0.0)
+    std: Sequence[float] = (1.0, 1.0, 1.0)
+    scale: float = 1.0
+    batch: Optional[int] = None  # fixed batch size of the graph, None if dynamic
+
+    @property
+    def size(self) -> Optional[tuple[int, int]]:
+        if self.height is None or self.width is None:
+            return None
+        return (self.height, self.width)
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Canonical NHWC [0, 1] images to the model's input array (its layout)."""
+        x = np.asarray(images, dtype=np.float32) * np.float32(self.scale)
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        x = (x - mean) / std
+        if self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass
+class Layer:
+    """A tappable tensor: ``shape`` is per sample, canonical (H, W, C) or (C,)."""
+
+    name: str
+    op_type: str = ""
+    shape: Optional[tuple] = None
+
+    @property
+    def spatial(self) -> bool:
+        return self.shape is not None and len(self.shape) == 3
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "op_type": self.op_type,
+                "shape": list(self.shape) if self.shape is not None else None}
+
+
+@dataclass
+class IconRequest:
+    """Everything a renderer gets to draw the icons of one grid level.
+
+    ``directions`` is (cells, channels); ``members[k]`` holds the sample ids of
+    cell ``k``; ``store`` gives ``activations(ids)`` and ``provenance(ids)``
+    (rows of image, y, x); ``images`` gives ``load(i)`` (float32 HWC in [0, 1]
+    at the model's input size); ``moment`` is the uncentred second moment of
+    the samples (channels x channels) for whitening objectives.
+    """
+
+    model: Any
+    layer: str
+    directions: np.ndarray
+    members: list = field(default_factory=list)
+    store: Any = None
+    images: Any = None
+    icon_size: int = 80
+    seed: int = 0
+    moment: Optional[np.ndarray] = None
+    options: dict = field(default_factory=dict)
+    progress: Optional[Callable[[int], None]] = None

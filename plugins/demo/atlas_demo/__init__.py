@@ -1,0 +1,17 @@
+"""Real, offline demo assets: a real ImageNet classifier and real photos.
+
+- :func:`efficientnet_lite0` is EfficientNet-Lite0 with its real ImageNet weights (torch).
+- :func:`efficientnet_lite0_onnx` exports it to ONNX once and caches it outside the
+  repository (``$ATLAS_CACHE`` or ``~/.cache/actatlas``), with an input sidecar
+  that names the ImageNet mean/std.
+- :func:`demo_images` gives a few thousand crops, scales and flips of the real
+  photos bundled in scikit-image and scikit-learn (about two dozen distinct photos:
+  the variety is honest but limited).
+- :func:`lfw` gives scikit-image's ``lfw_subset``: 100 faces then 100 non-faces.
+"""
+
+from .assets import cache_dir, efficientnet_lite0, efficientnet_lite0_onnx
+from .photos import PHOTO_NAMES, DemoSource, demo_images, lfw, photo
+
+__all__ = ["cache_dir", "efficientnet_lite0", "efficientnet_lite0_onnx", "PHOTO_NAMES", "DemoSource",
+           "demo_images", "lfw", "photo"]
