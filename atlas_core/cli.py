@@ -65,7 +65,7 @@ def cmd_layers(args) -> int:
 
 
 def cmd_activations(args) -> int:
-    from .collect import dump_activations
+    from .dump import dump_activations
     from .images import open_source
     model = _open(args)
     source = open_source(args.images)

@@ -44,9 +44,12 @@ def atlas_register_backends(register: Register) -> None:
     ``activations(images, layers) -> dict[str, ndarray]`` that takes float32
     NHWC images in [0, 1] at ``input_spec`` size and returns each named layer as
     float32 NHWC (spatial) or NC (dense). An unknown layer raises
-    :class:`atlas_core.UsageError` naming the closest matches. Optionally
-    ``jax_function(layer)`` returns a JAX function of NHWC [0, 1] images for
-    gradient-based renderers.
+    :class:`atlas_core.UsageError` naming the closest matches.
+
+    Optional, for gradient-based renderers: ``jax_function(layer)`` returns a
+    jit-able, differentiable JAX function from float32 NHWC [0, 1] images to
+    the layer's canonical activations; ``onnx_model()`` returns an
+    ``onnx.ModelProto`` of the model (a renderer can lower it to JAX).
 
     Collected (not firstresult): every plugin gets the callback.
     """
