@@ -11,5 +11,19 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("atlas_core")
 
-__all__ = ["hookimpl", "InputSpec", "Layer", "IconRequest", "UsageError", "IMAGENET_MEAN",
+
+
+def build(*args, **kwargs):
+    """Build an atlas; see :func:`atlas_core.pipeline.build`."""
+    from .pipeline import build as _build
+    return _build(*args, **kwargs)
+
+
+def load(path):
+    """Open a built atlas folder."""
+    from .atlas import Atlas
+    return Atlas(path)
+
+
+__all__ = ["build", "load", "hookimpl", "InputSpec", "Layer", "IconRequest", "UsageError", "IMAGENET_MEAN",
            "IMAGENET_STD", "__version__"]

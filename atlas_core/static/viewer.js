@@ -1,0 +1,260 @@
+/* actatlas viewer: pan and zoom an activation atlas with Leaflet (CRS.Simple).
+ * Each zoom shows the finest grid level whose cells are still at least MIN_CELL_PX on screen; tiles of 256 px
+ * are built lazily from that level's cells. Every string from the data goes into the DOM through textContent or
+ * a property, never through HTML. State for tests and scripts: data-level, data-grid, data-ready on <html>. */
+(function () {
+  "use strict";
+  var D = window.ATLAS_DATA;
+  var root = document.documentElement;
+  var files = D.files || {};
+  var WORLD = 256;          // the atlas side in map units (pixels at zoom 0)
+  var MIN_CELL_PX = 40;     // a level is shown once its cells are at least this big on screen
+  var LABEL_MIN_PX = 56;    // labels need room for the icon too
+  var TILE = 256;
+  var MAX_THUMBS = 12;
+
+  var state = { renderer: 0, query: "", heat: -1, pinned: null, hover: null, level: -1 };
+  var levels = D.levels.map(function (lv) {
+    var byKey = new Map();
+    lv.cells.forEach(function (c) { byKey.set(c[1] * lv.grid + c[0], c); });
+    return { grid: lv.grid, cells: lv.cells, byKey: byKey };
+  });
+  var $ = function (id) { return document.getElementById(id); };
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function src(path) { return files[path] || path; }
+  function pct(x) { return (100 * x).toFixed(x < 0.1 ? 1 : 0) + "%"; }
+
+  // cell = [i, j, count, [labelIndex, share, ...], [icon per renderer], [[image, y, x], ...]]
+  function cellLabel(c) { return c[3].length ? D.labels[c[3][0]] : ""; }
+  function cellShare(c, li) {
+    for (var k = 0; k < c[3].length; k += 2) if (c[3][k] === li) return c[3][k + 1];
+    return 0;
+  }
+  function cellIcon(c) { return c[4][state.renderer] || c[4].find(function (p) { return p; }); }
+  function matches(c) {
+    for (var k = 0; k < c[3].length; k += 2) if (D.labels[c[3][k]].toLowerCase().indexOf(state.query) >= 0) return true;
+    return false;
+  }
+
+  // which level a zoom shows
+  function atlasPx(z) { return WORLD * Math.pow(2, z); }
+  function levelFor(z) {
+    var best = 0;
+    levels.forEach(function (lv, k) { if (atlasPx(z) / lv.grid >= MIN_CELL_PX) best = k; });
+    return best;
+  }
+
+  // label widths, measured once per label
+  var ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  var widths = new Map();
+  function labelWidth(s) {
+    if (!widths.has(s)) widths.set(s, ctx.measureText(s).width);
+    return widths.get(s);
+  }
+
+  // the map
+  var map = L.map("map", {
+    crs: L.CRS.Simple, zoomSnap: 0.5, zoomDelta: 0.5, wheelPxPerZoomLevel: 80, attributionControl: false,
+    keyboard: true, keyboardPanDelta: 120, inertia: true, zoomAnimation: true
+  });
+  var bounds = L.latLngBounds([[-WORLD, 0], [0, WORLD]]);
+  var finest = levels[levels.length - 1].grid;
+  map.setMaxZoom(Math.ceil(Math.log2(4 * MIN_CELL_PX * finest / WORLD) * 2) / 2);
+  map.setMaxBounds(bounds.pad(0.25));
+  map.fitBounds(bounds);
+  map.setMinZoom(map.getZoom() - 1);
+  var defaultLevel = Math.min(Math.max(D.meta.default_level || 0, 0), levels.length - 1);
+  if (defaultLevel > levelFor(map.getZoom())) {  // zoom in until the default level shows
+    var z = map.getZoom();
+    while (levelFor(z) < defaultLevel && z < map.getMaxZoom()) z += 0.5;
+    map.setZoom(z, { animate: false });
+  }
+
+  var CellLayer = L.GridLayer.extend({
+    createTile: function (coords, done) {
+      var tile = el("div", "atlas-tile");
+      var lv = levels[levelFor(coords.z)];
+      var cellPx = atlasPx(coords.z) / lv.grid;
+      var x0 = coords.x * TILE, y0 = coords.y * TILE;
+      var i0 = Math.max(0, Math.ceil(x0 / cellPx)), i1 = Math.min(lv.grid, Math.ceil((x0 + TILE) / cellPx));
+      var j0 = Math.max(0, Math.ceil(y0 / cellPx)), j1 = Math.min(lv.grid, Math.ceil((y0 + TILE) / cellPx));
+      var mean = D.meta.n_samples / (lv.grid * lv.grid);
+      var pending = 1;
+      function loaded() { if (--pending === 0) done(null, tile); }
+      for (var j = j0; j < j1; j++) {
+        for (var i = i0; i < i1; i++) {
+          var c = lv.byKey.get(j * lv.grid + i);
+          if (!c) continue;
+          var box = el("div", "cell");
+          box.dataset.i = i; box.dataset.j = j;
+          box.style.left = (i * cellPx - x0) + "px"; box.style.top = (j * cellPx - y0) + "px";
+          box.style.width = box.style.height = cellPx + "px";
+          var size = Math.max(2, 0.96 * cellPx * Math.min(1, Math.sqrt(c[2] / mean)));
+          var img = el("img");
+          img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false;
+          pending++;
+          img.onload = img.onerror = loaded;
+          img.src = src(cellIcon(c));
+          box.appendChild(img);
+          if (state.heat >= 0) {
+            var h = el("div", "heat");
+            h.style.opacity = (0.85 * cellShare(c, state.heat)).toFixed(3);
+            box.appendChild(h);
+          }
+          if (state.query && matches(c)) box.classList.add("hit");
+          var text = cellLabel(c), left = lv.byKey.get(j * lv.grid + i - 1);
+          if (text && cellPx >= LABEL_MIN_PX && labelWidth(text) + 6 <= cellPx && !(i > 0 && left && cellLabel(left) === text)) {
+            box.appendChild(el("div", "label", text));
+          }
+          tile.appendChild(box);
+        }
+      }
+      setTimeout(loaded, 0);
+      return tile;
+    }
+  });
+  var layer = new CellLayer({ tileSize: TILE, bounds: bounds, noWrap: true, updateWhenZooming: false, keepBuffer: 2 }).addTo(map);
+  layer.once("load", function () {
+    root.dataset.ready = "1";
+    if (window.performance && performance.mark) performance.mark("atlas-icons-loaded");
+  });
+
+  function currentLevel() { return levelFor(Math.round(map.getZoom())); }
+  function showLevel() {
+    var k = currentLevel(), lv = levels[k];
+    root.dataset.level = k; root.dataset.grid = lv.grid; root.dataset.cells = lv.cells.length;
+    $("level-info").textContent = "level " + (k + 1) + " of " + levels.length + ": " + lv.grid + "\u00d7" + lv.grid +
+      " grid, " + lv.cells.length + " cells";
+    if (k !== state.level) { state.level = k; updateSearchInfo(); }
+  }
+  map.on("zoomend", showLevel);
+
+  // hover and click: find the cell under the pointer in the level on screen
+  var outline = L.rectangle([[0, 0], [0, 0]], { color: "#e8590c", weight: 2, fill: false, interactive: false, className: "cell-outline" });
+  function cellAt(latlng) {
+    var lv = levels[currentLevel()];
+    var i = Math.floor(latlng.lng / WORLD * lv.grid), j = Math.floor(-latlng.lat / WORLD * lv.grid);
+    if (i < 0 || j < 0 || i >= lv.grid || j >= lv.grid) return null;
+    var c = lv.byKey.get(j * lv.grid + i);
+    return c ? { cell: c, grid: lv.grid } : null;
+  }
+  function mark(hit) {
+    if (!hit) { outline.remove(); return; }
+    var s = WORLD / hit.grid, i = hit.cell[0], j = hit.cell[1];
+    outline.setBounds([[-j * s, i * s], [-(j + 1) * s, (i + 1) * s]]).addTo(map);
+  }
+  map.on("mousemove", function (e) {
+    if (state.pinned) return;
+    var hit = cellAt(e.latlng);
+    if ((hit && hit.cell) === state.hover) return;
+    state.hover = hit && hit.cell;
+    mark(hit);
+    if (hit) showCell(hit, false);
+  });
+  map.on("click", function (e) {
+    var hit = cellAt(e.latlng);
+    state.pinned = hit;
+    state.hover = null;
+    mark(hit);
+    if (hit) showCell(hit, true);
+  });
+  map.on("zoomstart", function () { if (!state.pinned) outline.remove(); });
+  map.on("zoomend", function () { if (state.pinned && state.pinned.grid !== levels[currentLevel()].grid) { state.pinned = null; outline.remove(); } });
+
+  function showCell(hit, pinned) {
+    var c = hit.cell, info = $("info");
+    info.replaceChildren();
+    info.appendChild(el("h2", "", cellLabel(c) || "cell " + c[0] + ", " + c[1]));
+    info.appendChild(el("p", "meta", c[2] + " samples \u00b7 cell (" + c[0] + ", " + c[1] + ") of the " +
+      hit.grid + "\u00d7" + hit.grid + " grid"));
+    info.lastChild.dataset.count = c[2];
+    var icons = el("div", "icons");
+    D.meta.renderers.forEach(function (r, k) {
+      if (!c[4][k]) return;
+      var f = el("figure"), img = el("img");
+      img.alt = r; img.src = src(c[4][k]);
+      f.appendChild(img); f.appendChild(el("figcaption", "", r));
+      icons.appendChild(f);
+    });
+    info.appendChild(icons);
+    if (c[3].length) {
+      info.appendChild(el("div", "meta", "Labels (" + (D.meta.label_source || "labels") + ")"));
+      var ul = el("ul", "shares");
+      for (var k = 0; k < c[3].length; k += 2) {
+        var li = el("li"), bar = el("span", "bar");
+        bar.style.width = pct(c[3][k + 1]);
+        li.appendChild(bar);
+        li.appendChild(el("span", "share", pct(c[3][k + 1])));
+        li.appendChild(el("span", "name", D.labels[c[3][k]]));
+        ul.appendChild(li);
+      }
+      info.appendChild(ul);
+    }
+    if (c[5].length) {
+      info.appendChild(el("div", "meta", "Members" + (c[2] > c[5].length ? " (" + c[5].length + " of " + c[2] + ")" : "") +
+        ", sampled position marked"));
+      var grid = el("div", "thumbs"), shape = D.meta.layer_shape || [];
+      c[5].slice(0, MAX_THUMBS).forEach(function (m) {
+        var f = el("figure", "thumb"), img = el("img"), name = D.images[m[0]] || ("image " + m[0]);
+        img.alt = name; img.title = name; img.loading = "lazy";
+        img.onerror = function () { f.hidden = true; };
+        img.src = src("thumbs/" + m[0] + ".jpg");
+        f.appendChild(img);
+        if (m[1] >= 0 && shape.length >= 2) {
+          var dot = el("span", "mark");
+          dot.style.top = pct((m[1] + 0.5) / shape[0]); dot.style.left = pct((m[2] + 0.5) / shape[1]);
+          f.appendChild(dot);
+        }
+        f.appendChild(el("figcaption", "", name));
+        grid.appendChild(f);
+      });
+      info.appendChild(grid);
+    }
+    if (pinned) info.appendChild(el("p", "pinned-note", "Pinned: click elsewhere to release."));
+  }
+
+  // search, heatmap, renderer
+  var totals = new Map();
+  levels[0].cells.forEach(function (c) {
+    for (var k = 0; k < c[3].length; k += 2) totals.set(c[3][k], (totals.get(c[3][k]) || 0) + c[2] * c[3][k + 1]);
+  });
+  var order = D.labels.map(function (_, k) { return k; }).sort(function (a, b) { return (totals.get(b) || 0) - (totals.get(a) || 0); });
+  order.forEach(function (k) {
+    var o = el("option"); o.value = D.labels[k]; $("label-list").appendChild(o);
+    var h = el("option", "", D.labels[k]); h.value = k; $("heat").appendChild(h);
+  });
+  function updateSearchInfo() {
+    if (!state.query) { $("search-info").textContent = ""; return; }
+    var n = levels[currentLevel()].cells.filter(matches).length;
+    $("search-info").textContent = n + " matching cell" + (n === 1 ? "" : "s") + " at this level";
+  }
+  $("search").addEventListener("input", function () {
+    state.query = this.value.trim().toLowerCase();
+    $("map").classList.toggle("searching", !!state.query);
+    updateSearchInfo();
+    layer.redraw();
+  });
+  $("heat").addEventListener("change", function () {
+    state.heat = this.value === "" ? -1 : +this.value;
+    $("map").classList.toggle("heating", state.heat >= 0);
+    layer.redraw();
+  });
+  if (D.meta.renderers.length > 1) {
+    $("renderer-box").hidden = false;
+    D.meta.renderers.forEach(function (r, k) { var o = el("option", "", r); o.value = k; $("renderer").appendChild(o); });
+    $("renderer").addEventListener("change", function () { state.renderer = +this.value; layer.redraw(); });
+  }
+
+  var title = [D.meta.model, D.meta.layer].filter(Boolean).join(" \u00b7 ");
+  $("title").textContent = "Activation atlas" + (title ? ": " + title : "");
+  document.title = $("title").textContent;
+  root.dataset.levels = levels.length;
+  showLevel();
+  window.atlasViewer = { map: map, levels: levels, levelFor: levelFor, state: state };
+})();

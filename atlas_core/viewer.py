@@ -1,0 +1,155 @@
+"""The interactive atlas viewer: static files that open from file:// with no server and no network.
+
+`write_viewer(out_dir)` reads ``out_dir/atlas.json`` (docs/atlas-format.md) and writes ``index.html`` and the
+folder ``viewer/`` (Leaflet, vendored with its license; the viewer's script and style; ``atlas-data.js``, the data as
+a script, because browsers refuse fetch() on file://). Icons and thumbnails stay where the atlas put them and load
+by relative path, lazily, as tiles come into view. `show(out_dir)` gives the same viewer inline in a notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Union
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = ("viewer.js", "viewer.css", "leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/LICENSE")
+MAX_MEMBERS = 12  # member thumbnails shown per cell
+
+
+def _members(ids, provenance):
+    """Up to MAX_MEMBERS of a cell's samples, spread evenly over its list, as [image id, y, x]."""
+    if not ids or provenance is None:
+        return []
+    step = max(1, len(ids) / MAX_MEMBERS)
+    picked = [ids[int(k * step)] for k in range(min(MAX_MEMBERS, len(ids)))]
+    return [[int(v) for v in provenance[s]] for s in picked if 0 <= s < len(provenance)]
+
+
+def viewer_data(out_dir: Union[str, Path]) -> dict:
+    """The atlas as the viewer needs it: levels of compact cells, labels interned, members with provenance."""
+    import numpy as np
+    out = Path(out_dir)
+    manifest = json.loads((out / "atlas.json").read_text())
+    renderers = list(manifest.get("renderers") or [])
+    names = json.loads((out / manifest.get("images", "images.json")).read_text()) \
+        if (out / manifest.get("images", "images.json")).is_file() else []
+    samples_path = out / manifest.get("samples", "samples.npy")
+    provenance = np.load(samples_path, mmap_mode="r") if samples_path.is_file() else None
+    labels: dict = {}
+    used_images: set = set()
+    levels = []
+    for level in manifest["levels"]:
+        cells = []
+        for c in level["cells"]:
+            icons = dict(c.get("icons") or {})
+            if c.get("icon") and renderers and renderers[0] not in icons:
+                icons[renderers[0]] = c["icon"]
+            shares = []
+            for name, share in c.get("labels") or ([[c["label"], 1.0]] if c.get("label") else []):
+                shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
+            members = _members(list(c.get("samples") or []), provenance)
+            used_images.update(m[0] for m in members)
+            cells.append([int(c["i"]), int(c["j"]), int(c["count"]), shares,
+                          [icons.get(r) for r in renderers] or [c.get("icon")], members])
+        levels.append({"grid": int(level["grid"]), "min_count": level.get("min_count"), "cells": cells})
+    meta = {k: manifest.get(k) for k in ("model", "layer", "layer_shape", "n_samples", "n_images", "label_source",
+                                         "default_level", "quality")}
+    meta["reducer"] = (manifest.get("reducer") or {}).get("name")
+    meta["renderers"] = renderers or ["icon"]
+    if not meta["n_samples"]:
+        meta["n_samples"] = sum(c[2] for c in levels[0]["cells"]) if levels else 0
+    return {"meta": meta, "labels": list(labels), "levels": levels,
+            "images": {str(i): names[i] for i in sorted(used_images) if 0 <= i < len(names)}}
+
+
+def _script(data: dict) -> str:
+    """`window.ATLAS_DATA = {...};` with every <, > and & escaped, so the text is safe inline in HTML too."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f"window.ATLAS_DATA = {text};\n"
+
+
+def write_viewer(out_dir: Union[str, Path]) -> Path:
+    """Write ``index.html`` and ``viewer/`` into an atlas folder; return the path of ``index.html``."""
+    out = Path(out_dir)
+    (out / "viewer").mkdir(parents=True, exist_ok=True)
+    for name in ASSETS:
+        shutil.copyfile(STATIC / name, out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt"))
+    (out / "viewer" / "atlas-data.js").write_text(_script(viewer_data(out)), encoding="utf-8")
+    page = out / "index.html"
+    shutil.copyfile(STATIC / "index.html", page)
+    return page
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+    return f"data:{mime.get(path.suffix.lower(), 'application/octet-stream')};base64," + \
+        base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def standalone_html(out_dir: Union[str, Path], max_mb: float = 40) -> str:
+    """The viewer as one HTML document: scripts, styles, data and images inlined (as data: URIs).
+
+    Levels are embedded coarse to fine while their icons fit in ``max_mb``; member thumbnails follow within the
+    same budget. What does not fit is left out (finer levels) or left as a relative path (thumbnails)."""
+    out = Path(out_dir)
+    data = viewer_data(out)
+    files, budget = {}, max_mb * 1e6
+    kept = []
+    for level in data["levels"]:
+        paths = {p for c in level["cells"] for p in c[4] if p and p not in files and (out / p).is_file()}
+        size = sum((out / p).stat().st_size * 4 / 3 for p in paths)
+        if kept and size > budget:
+            break
+        budget -= size
+        files.update({p: _data_uri(out / p) for p in paths})
+        kept.append(level)
+    data["levels"] = kept
+    for level in kept:
+        for c in level["cells"]:
+            for m in c[5]:
+                p = f"thumbs/{m[0]}.jpg"
+                if p not in files and (out / p).is_file() and budget > 0:
+                    budget -= (out / p).stat().st_size * 4 / 3
+                    files[p] = _data_uri(out / p)
+    data["files"] = files
+
+    def asset(name: str) -> str:
+        if name == "atlas-data.js":
+            return _script(data)
+        return (STATIC / ("leaflet/" + name if name.startswith("leaflet") else name)).read_text(encoding="utf-8")
+
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = re.sub(r'<script src="viewer/([\w.-]+)"></script>',
+                  lambda m: "<script>" + asset(m.group(1)).replace("</script", "<\\/script") + "</script>", page)
+    return re.sub(r'<link rel="stylesheet" href="viewer/([\w.-]+)">',
+                  lambda m: "<style>" + asset(m.group(1)).replace("</style", "<\\/style") + "</style>", page)
+
+
+class AtlasView:
+    """The viewer for a notebook: displays itself inline (an iframe whose document is the whole viewer)."""
+
+    def __init__(self, out_dir: Union[str, Path], height: int = 640, max_mb: float = 40):
+        self.out_dir = Path(out_dir)
+        self.height = height
+        self.html = standalone_html(self.out_dir, max_mb=max_mb)
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" style="width:100%;height:{int(self.height)}px;'
+                f'border:1px solid #ddd" sandbox="allow-scripts" title="activation atlas"></iframe>')
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the self-contained viewer to one HTML file (to share an atlas as a single file)."""
+        Path(path).write_text(self.html, encoding="utf-8")
+        return Path(path)
+
+
+def show(out_dir: Union[str, Path], height: int = 640, max_mb: float = 40) -> AtlasView:
+    """The viewer inline in a notebook (Jupyter, VS Code, Colab): as a cell's last expression it displays itself;
+    elsewhere pass it to ``IPython.display.display``."""
+    return AtlasView(out_dir, height=height, max_mb=max_mb)
