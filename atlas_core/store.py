@@ -94,24 +94,27 @@ class SampleStore:
                 channels = z["acts"].shape[1] if z["acts"].ndim == 2 and len(z["acts"]) else channels
         if channels is None:
             channels = 0
-        acts = np.lib.format.open_memmap(self.root / "acts.npy", mode="w+", dtype=np.float32, shape=(n, channels))
         prov = np.zeros((n, 3), dtype=np.int32)
         offset = 0
-        for path in chunks:
-            with np.load(path) as z:
-                k = len(z["prov"])
-                if k:
-                    acts[offset:offset + k] = z["acts"]
-                    prov[offset:offset + k] = z["prov"]
-                offset += k
-                start = int(z["start"])
-                for row, (pred, prob) in enumerate(zip(z["pred"], z["prob"])):
-                    if len(pred) and pred[0] >= 0:
-                        predictions[start + row] = pred.tolist()
-                        probabilities[start + row] = prob.tolist()
-                skipped += json.loads(bytes(z["skipped"]).decode())
-        acts.flush()
-        del acts
+        tmp = self.root / ".acts.npy.tmp"
+        with open(tmp, "wb") as f:  # streamed chunk by chunk: memory stays at one chunk
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                    "shape": (n, channels)})
+            for path in chunks:
+                with np.load(path) as z:
+                    k = len(z["prov"])
+                    if k:
+                        f.write(np.ascontiguousarray(z["acts"], dtype=np.float32).tobytes())
+                        prov[offset:offset + k] = z["prov"]
+                    offset += k
+                    start = int(z["start"])
+                    for row, (pred, prob) in enumerate(zip(z["pred"], z["prob"])):
+                        if len(pred) and pred[0] >= 0:
+                            predictions[start + row] = pred.tolist()
+                            probabilities[start + row] = prob.tolist()
+                    skipped += json.loads(bytes(z["skipped"]).decode())
+        os.replace(tmp, self.root / "acts.npy")
         np.save(self.root / "prov.npy", prov)
         (self.root / "predictions.json").write_text(json.dumps(
             {"classes": {str(k): v for k, v in predictions.items()},
