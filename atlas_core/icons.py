@@ -64,7 +64,10 @@ def receptive_field(model, layer: str, coverage: float = 0.9, seed: int = 0) -> 
 
 
 def patch(image: np.ndarray, y: int, x: int, rf: dict, icon_size: int) -> Image.Image:
-    """The square receptive-field patch around layer position (y, x), white outside the image."""
+    """The square receptive-field patch around layer position (y, x).
+
+    The window is shifted to lie inside the image where it fits; beyond that it is white.
+    """
     H, W = image.shape[:2]
     if y < 0:  # pooled sample: the whole image
         crop = image
@@ -73,6 +76,11 @@ def patch(image: np.ndarray, y: int, x: int, rf: dict, icon_size: int) -> Image.
         cy = (y + 0.5) * rf["stride"][0]
         cx = (x + 0.5) * rf["stride"][1]
         y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+        # keep the window inside the image where it fits: a real neighbourhood, not white margins
+        if side <= H:
+            y0 = min(max(y0, 0), H - side)
+        if side <= W:
+            x0 = min(max(x0, 0), W - side)
         crop = np.ones((side, side, 3), np.float32)
         sy0, sx0 = max(0, y0), max(0, x0)
         sy1, sx1 = min(H, y0 + side), min(W, x0 + side)
