@@ -1,0 +1,293 @@
+"""Graph work without running anything: loading safely, finding tappable tensors, rewriting outputs.
+
+A tensor can be tapped when a node produces it, its values depend on the image
+input (not only on its shape), it is floating point, and it keeps a batch axis
+of one sample per image (rank 2, 3 or 4). Rank-4 tensors carry a layout
+(channels first or last) found by propagating the input's layout through the
+graph: ONNX's convolution family is channels-first by definition, and a
+Transpose moves the channel axis.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import onnx
+from onnx import TensorProto
+
+from atlas_core import UsageError
+
+FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+# ops whose output carries only the input's shape, not its values
+SHAPE_ONLY_OPS = {"Shape", "Size"}
+# ops defined on channels-first tensors: their rank-4 output is NCHW whatever came in
+CHANNELS_FIRST_OPS = {
+    "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "GlobalMaxPool",
+    "GlobalAveragePool", "GlobalLpPool", "BatchNormalization", "InstanceNormalization", "LRN", "MaxRoiPool",
+    "RoiAlign", "DepthToSpace", "SpaceToDepth", "MaxUnpool", "DeformConv", "GroupNormalization",
+    "FusedConv",
+}
+NHWC_TO_NCHW = (0, 3, 1, 2)
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_graph(path: Path) -> onnx.ModelProto:
+    """The model without its external weights (they stay on disk), after checking it is ONNX at all."""
+    if not path.exists():
+        raise UsageError(f"model file {str(path)!r} not found")
+    if path.is_dir():
+        raise UsageError(f"{str(path)!r} is a folder: give the .onnx file inside it")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{str(path)!r} is not an ONNX model (cannot parse it: {reason})") from None
+    if model.ir_version <= 0 or not model.graph.node or not model.opset_import:
+        raise UsageError(f"{str(path)!r} is not an ONNX model (no graph in it)")
+    check_external_data(model, path.parent)
+    return model
+
+
+def all_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+    """Every TensorProto of a graph: initializers, sparse values, node attributes, subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from all_tensors(sub)
+
+
+def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    """Refuse external-data locations outside the model's folder; name any missing or short file."""
+    root = os.path.realpath(folder)
+    sizes: dict[str, int] = {}
+    for tensor in all_tensors(model.graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        # symbolic links are followed, as onnxruntime does: the real file must be inside the folder
+        target = os.path.realpath(os.path.join(root, location))
+        if (not location or os.path.isabs(location) or os.path.splitdrive(location)[0]
+                or os.path.commonpath([root, target]) != root or target == root):
+            raise UsageError(f"refusing external data location {location!r} of tensor {tensor.name!r}: "
+                             "it must be a file inside the model's folder (path traversal)")
+        if target not in sizes:
+            if not os.path.isfile(target):
+                raise UsageError(f"external data file {location!r} (weights of tensor {tensor.name!r}) is missing: "
+                                 f"put it next to the model in {root}")
+            sizes[target] = os.path.getsize(target)
+        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        if end > sizes[target]:
+            raise UsageError(f"external data file {location!r} is shorter ({sizes[target]} bytes) than tensor "
+                             f"{tensor.name!r} needs ({end} bytes): the file is truncated or from another export")
+
+
+# -- analysis ------------------------------------------------------------------------------------
+@dataclass
+class Tensor:
+    """One node output: what produces it and, once known, its type and shape (batch of one)."""
+
+    name: str
+    op_type: str
+    order: int  # position of the producing node in the file
+    elem_type: int = 0
+    dims: Optional[tuple] = None  # None: rank unknown; entries None where unknown
+    layout: str = ""  # "NCHW" or "NHWC" for rank-4 tensors
+    depends: bool = False  # its values depend on the image input's values
+
+
+@dataclass
+class GraphInfo:
+    image_input: str
+    inputs: list  # names of the graph's real inputs (not initializers)
+    outputs: list  # names of the graph's outputs
+    tensors: dict = field(default_factory=dict)  # name -> Tensor, in file order
+
+
+def real_inputs(graph: onnx.GraphProto) -> list:
+    inits = {t.name for t in graph.initializer} | {t.values.name for t in graph.sparse_initializer}
+    return [i for i in graph.input if i.name not in inits]
+
+
+def dims_of(value_info: onnx.ValueInfoProto) -> Optional[tuple]:
+    ttype = value_info.type.tensor_type
+    if not ttype.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+
+
+def subgraph_inputs(node: onnx.NodeProto) -> set:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read, including outer-scope ones."""
+    names: set = set()
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            for inner in sub.node:
+                names.update(inner.input)
+                names.update(subgraph_inputs(inner))
+    return names
+
+
+def node_inputs(node: onnx.NodeProto) -> list:
+    return [n for n in list(node.input) + sorted(subgraph_inputs(node)) if n]
+
+
+def topological(graph: onnx.GraphProto) -> list:
+    """Node indices in an order where producers come first (the file's own order when it is valid)."""
+    produced = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    deps = [{produced[n] for n in node_inputs(node) if n in produced and produced[n] != i}
+            for i, node in enumerate(graph.node)]
+    if all(d < i for i, ds in enumerate(deps) for d in ds):
+        return list(range(len(graph.node)))
+    done: set = set()
+    order: list = []
+    pending = list(range(len(graph.node)))
+    while pending:
+        ready = [i for i in pending if deps[i] <= done]
+        if not ready:  # a cycle: keep the rest in file order, onnxruntime will say what is wrong
+            order += pending
+            break
+        order += ready
+        done.update(ready)
+        pending = [i for i in pending if i not in done]
+    return order
+
+
+def analyse(model: onnx.ModelProto, image_input: str, input_layout: str) -> GraphInfo:
+    """Producers, value dependence on ``image_input`` and per-tensor layout, without shapes yet."""
+    graph = model.graph
+    info = GraphInfo(image_input=image_input, inputs=[i.name for i in real_inputs(graph)],
+                     outputs=[o.name for o in graph.output])
+    for i, node in enumerate(graph.node):
+        for out in node.output:
+            if out and out not in info.tensors:
+                info.tensors[out] = Tensor(out, node.op_type, i)
+    depends = {image_input}
+    layouts = {image_input: input_layout}
+    for i in topological(graph):
+        node = graph.node[i]
+        ins = node_inputs(node)
+        if node.op_type not in SHAPE_ONLY_OPS and any(n in depends for n in ins):
+            depends.update(o for o in node.output if o)
+        layout = node_layout(node, layouts)
+        if layout:
+            for out in node.output:
+                if out:
+                    layouts[out] = layout
+    for t in info.tensors.values():
+        t.depends = t.name in depends
+        t.layout = layouts.get(t.name, "NCHW")
+    return info
+
+
+def node_layout(node: onnx.NodeProto, layouts: dict) -> str:
+    """Layout of a node's rank-4 outputs: fixed by channels-first ops, moved by Transpose, else inherited."""
+    if node.op_type in CHANNELS_FIRST_OPS:
+        return "NCHW"
+    if node.op_type == "Transpose":
+        perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), ())
+        source = layouts.get(node.input[0], "")
+        if perm == NCHW_TO_NHWC and source != "NHWC":
+            return "NHWC"
+        if perm == NHWC_TO_NCHW and source != "NCHW":
+            return "NCHW"
+        return source if perm == (0, 1, 2, 3) else ""
+    for name in node.input:
+        if layouts.get(name):
+            return layouts[name]
+    return ""
+
+
+def infer_shapes(model: onnx.ModelProto, image_input: str, input_dims: tuple, info: GraphInfo) -> None:
+    """Fill each tensor's type and dims by onnx shape inference for the given input dims (batch 1)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    graph = probe.graph
+    del graph.value_info[:]
+    for value in graph.input:
+        if value.name == image_input:
+            set_dims(value, input_dims)
+    for value in graph.output:  # declared output shapes may pin another batch
+        value.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # inference gave up on some op: shapes get probed by running instead
+        return
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = info.tensors.get(value.name)
+        if t is None or not value.type.HasField("tensor_type"):
+            continue
+        t.elem_type = value.type.tensor_type.elem_type or t.elem_type
+        dims = dims_of(value)
+        if dims is not None:
+            t.dims = dims
+
+
+def set_dims(value: onnx.ValueInfoProto, dims: tuple) -> None:
+    """Set a value's shape; an entry that is a str becomes a symbolic dimension, None an unknown one."""
+    shape = value.type.tensor_type.shape
+    shape.ClearField("dim")
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        elif d is not None:
+            dim.dim_value = int(d)
+
+
+# -- rewriting -------------------------------------------------------------------------------------
+def needed_nodes(graph: onnx.GraphProto, outputs: list) -> list:
+    """Indices (file order) of the nodes that the given outputs depend on."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    keep: set = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        stack.extend(producer[n] for n in node_inputs(graph.node[i]) if n in producer)
+    return sorted(keep)
+
+
+def tap(model: onnx.ModelProto, outputs: list, elem_types: dict, batch: Optional[str] = None,
+        image_input: str = "") -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs are exactly ``outputs`` (original outputs keep their
+    declaration), with nodes nobody needs removed. With ``batch``, the image input's first axis
+    becomes that symbolic dimension (a graph exported with batch 1 then takes any batch)."""
+    tapped = onnx.ModelProto()
+    tapped.CopyFrom(model)
+    graph = tapped.graph
+    declared = {o.name: o for o in model.graph.output}
+    del graph.output[:]
+    for name in outputs:
+        if name in declared:
+            graph.output.append(declared[name])
+        else:
+            graph.output.append(onnx.helper.make_tensor_value_info(name, elem_types.get(name, 0), None))
+    keep = needed_nodes(model.graph, outputs)
+    if len(keep) < len(model.graph.node):
+        nodes = [model.graph.node[i] for i in keep]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    if batch:
+        for value in graph.input:
+            if value.name == image_input:
+                dims = dims_of(value) or ()
+                set_dims(value, (batch,) + tuple(dims[1:]))
+        for value in graph.output:
+            value.type.tensor_type.ClearField("shape")
+        del graph.value_info[:]
+    return tapped
