@@ -1,0 +1,229 @@
+"""The atlas viewer in real headless Chromium (Debian's chromium, driven by Playwright), on atlases of real photos."""
+
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atlas_core.viewer import show, write_viewer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+_spec = importlib.util.spec_from_file_location("viewer_atlas", Path(__file__).with_name("test_viewer_atlas.py"))
+viewer_atlas = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(viewer_atlas)
+HOSTILE = viewer_atlas.HOSTILE
+
+
+@pytest.fixture(scope="session")
+def atlas_dir(tmp_path_factory):
+    pytest.importorskip("atlas_demo")
+    out = viewer_atlas.make_atlas(tmp_path_factory.mktemp("viewer") / "atlas", n_images=240, grids=(6, 12, 24))
+    write_viewer(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (make browser installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page with its console errors, dialogs and every non-file request recorded."""
+
+    def __init__(self, browser, url, size=(1000, 700)):
+        self.page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        self.errors, self.dialogs, self.remote = [], [], []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("request", lambda r: r.url.startswith(("file:", "data:", "about:")) or self.remote.append(r.url))
+        self.page.goto(url)
+
+    def attr(self, name):
+        return self.page.evaluate(f"document.documentElement.dataset.{name}")
+
+    def __getattr__(self, name):
+        return getattr(self.page, name)
+
+
+@pytest.fixture
+def page(browser, atlas_dir):
+    p = Page(browser, (atlas_dir / "index.html").resolve().as_uri())
+    p.wait_for_selector("html[data-ready]", timeout=15000)
+    yield p
+    p.page.close()
+
+
+def _levels(atlas_dir):
+    return json.loads((atlas_dir / "atlas.json").read_text())["levels"]
+
+
+def _drawn(png: bytes) -> float:
+    """The share of a screenshot's pixels that are not white or near-white background."""
+    return float((np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).min(axis=2) < 220).mean())
+
+
+def _hover_cell(page, pred):
+    """Hover the first cell on screen whose data satisfies the JS predicate `pred(cell)`; return that cell."""
+    found = page.evaluate("""pred => {
+        const lv = atlasViewer.levels[+document.documentElement.dataset.level];
+        for (const box of document.querySelectorAll('.cell')) {
+            const c = lv.byKey.get(+box.dataset.j * lv.grid + +box.dataset.i);
+            const r = box.getBoundingClientRect(), m = document.getElementById('map').getBoundingClientRect();
+            const x = r.left + r.width / 2, y = r.top + r.height / 2;
+            if (c && x > m.left && x < m.right && y > m.top && y < m.bottom && new Function('c', 'return ' + pred)(c))
+                return {x, y, count: c[2], label: window.ATLAS_DATA.labels[c[3][0]]};
+        }
+        return null;
+    }""", pred)
+    assert found, f"no cell on screen with {pred}"
+    page.mouse.move(found["x"] - 3, found["y"] - 3)
+    page.mouse.move(found["x"], found["y"])
+    return found
+
+
+def test_write_viewer_files_and_escaped_data(atlas_dir):
+    for name in ("index.html", "viewer/leaflet.js", "viewer/LICENSE-leaflet.txt", "viewer/viewer.js",
+                 "viewer/atlas-data.js"):
+        assert (atlas_dir / name).is_file(), name
+    data = (atlas_dir / "viewer" / "atlas-data.js").read_text()
+    assert "<" not in data and ">" not in data  # every < > & in data strings is a \\u escape
+    assert json.loads(data[data.index("{"):data.rindex("}") + 1])["labels"].count(HOSTILE) == 1
+    html = (atlas_dir / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html
+
+
+def test_loads_offline_without_errors_and_icons_render(page, atlas_dir):
+    levels = _levels(atlas_dir)
+    level = int(page.attr("level"))
+    assert int(page.attr("grid")) == levels[level]["grid"]
+    n_icons = page.evaluate("[...document.querySelectorAll('.cell img')].filter(i => i.complete && i.naturalWidth > 0).length")
+    assert n_icons >= 10
+    assert _drawn(page.locator("#map").screenshot()) > 0.05, "the map looks blank"
+    assert page.errors == [] and page.remote == [] and page.dialogs == []
+
+
+def test_wheel_zoom_switches_to_finer_levels(page, atlas_dir):
+    grids = [lv["grid"] for lv in _levels(atlas_dir)]
+    start = int(page.attr("level"))
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    seen = [start]
+    for _ in range(12):
+        page.mouse.wheel(0, -240)
+        page.wait_for_timeout(350)
+        seen.append(int(page.attr("level")))
+    assert max(seen) == len(grids) - 1 > start
+    assert seen == sorted(seen)  # zooming in only ever goes finer
+    assert int(page.attr("grid")) == grids[-1]
+    page.wait_for_function(f"[...document.querySelectorAll('.cell img')].some(i => i.src.includes('/{grids[-1]}/') && i.naturalWidth > 0)")
+    for _ in range(12):
+        page.mouse.wheel(0, 240)
+        page.wait_for_timeout(300)
+    assert int(page.attr("level")) < len(grids) - 1
+    assert page.errors == []
+
+
+def test_keyboard_zoom(page):
+    start = int(page.attr("level"))
+    page.focus("#map")
+    for _ in range(4):
+        page.keyboard.press("Equal")  # "+"/"=": Leaflet's keyboard zoom in
+        page.wait_for_timeout(350)
+    assert int(page.attr("level")) > start
+
+
+def test_hover_shows_count_labels_and_marked_thumbnails(page):
+    cell = _hover_cell(page, "c[2] >= 3 && c[5].length >= 3")
+    page.wait_for_function("document.querySelector('#info .meta')")
+    assert page.text_content("#info .meta").startswith(f"{cell['count']} samples")
+    assert page.text_content("#info h2") == cell["label"]
+    assert page.locator("#info .shares li").count() >= 1
+    assert page.locator("#info .thumb .mark").count() >= 3
+    page.wait_for_function("[...document.querySelectorAll('#info .thumb img')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_hostile_label_stays_text(page):
+    _hover_cell(page, f"window.ATLAS_DATA.labels[c[3][0]] === {json.dumps(HOSTILE)}")
+    page.wait_for_function("document.querySelector('#info h2')")
+    assert page.text_content("#info h2") == HOSTILE
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], img[src$=\"/x\"]').length") == 0
+    page.wait_for_timeout(200)
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_search_and_heatmap_and_renderer_switch(page):
+    page.fill("#search", "chelsea")
+    page.wait_for_function("document.querySelectorAll('.cell.hit').length > 0")
+    ok = page.evaluate("""() => {
+        const lv = atlasViewer.levels[+document.documentElement.dataset.level];
+        return [...document.querySelectorAll('.cell.hit')].every(b => {
+            const c = lv.byKey.get(+b.dataset.j * lv.grid + +b.dataset.i);
+            return c[3].some((v, k) => k % 2 === 0 && window.ATLAS_DATA.labels[v] === 'chelsea');
+        });
+    }""")
+    assert ok
+    assert "matching cell" in page.text_content("#search-info")
+    page.fill("#search", "")
+    page.select_option("#heat", label="chelsea")
+    page.wait_for_function("document.querySelectorAll('.cell .heat').length > 0")
+    opacities = page.evaluate("[...document.querySelectorAll('.cell .heat')].map(h => +h.style.opacity)")
+    assert max(opacities) > 0.3 and min(opacities) == 0
+    page.select_option("#renderer", label="average")
+    page.wait_for_function("[...document.querySelectorAll('.cell img')].every(i => i.src.includes('icons/average/'))")
+    assert page.errors == []
+
+
+def test_notebook_show_renders_inline(browser, atlas_dir, tmp_path):
+    view = show(atlas_dir, height=500)
+    # a notebook page: the cell output's HTML in an unrelated folder, so only inlined data can render
+    (tmp_path / "notebook.html").write_text(f"<!doctype html><html><body>{view._repr_html_()}</body></html>")
+    p = Page(browser, (tmp_path / "notebook.html").as_uri())
+    frame = p.frame_locator("iframe")
+    frame.locator("html[data-ready]").wait_for(timeout=15000)
+    assert frame.locator("html").get_attribute("data-grid") is not None
+    assert frame.locator(".cell img").count() >= 10
+    assert _drawn(p.locator("iframe").screenshot()) > 0.05
+    assert p.errors == [] and p.remote == [] and p.dialogs == []
+    p.page.close()
+
+
+def test_viewer_on_a_built_atlas(browser, tmp_path):
+    """`atlas_core.build` (PCA, real EfficientNet-Lite0 weights) writes a viewer that opens and shows its icons."""
+    atlas_demo = pytest.importorskip("atlas_demo")
+    import atlas_core
+    from atlas_core.images import ArraySource
+    source = atlas_demo.demo_images()
+    ids = np.linspace(0, len(source) - 1, 24).astype(int)
+    images = np.stack([np.asarray(Image.fromarray((source.raw(int(k)) * 255).astype(np.uint8)).resize((96, 96)))
+                       for k in ids])
+    names = [source.names[k] for k in ids]
+    labels = [HOSTILE if n.startswith("coffee") else n.split("/")[0] for n in names]
+    if importlib.util.find_spec("atlas_onnx"):
+        model, layer = str(atlas_demo.efficientnet_lite0_onnx("dynamo")), "add_530"
+    elif importlib.util.find_spec("atlas_torch"):
+        model, layer = atlas_demo.efficientnet_lite0(), "_blocks.11"
+    else:
+        pytest.skip("no model backend plugin installed")
+    atlas_core.build(model, ArraySource(images, names=names), layer, tmp_path / "a", reducer="pca", labels=labels,
+                     levels=(3, 6), min_count=2, samples_per_image=2, quiet=True)
+    p = Page(browser, (tmp_path / "a" / "index.html").as_uri())
+    p.wait_for_selector("html[data-ready]", timeout=15000)
+    assert p.evaluate("[...document.querySelectorAll('.cell img')].filter(i => i.naturalWidth > 0).length") >= 3
+    _hover_cell(p, "c[2] >= 2")
+    p.wait_for_function("document.querySelector('#info .meta')")
+    assert "samples" in p.text_content("#info .meta")
+    assert p.errors == [] and p.remote == [] and p.dialogs == []
+    p.page.close()
