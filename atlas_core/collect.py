@@ -79,8 +79,7 @@ def collect(model, source: ImageSource, layer: str, store: SampleStore, *, sampl
     wanted = [layer] + ([output] if output else [])
     n = len(source)
     start = store.next_image()
-    bar = Progress("collect", n, quiet=quiet)
-    bar.update(start)
+    bar = Progress("collect", n, quiet=quiet, initial=start)
     while start < n:
         end = min(n, start + chunk_images)
         acts, prov, skipped = [], [], []

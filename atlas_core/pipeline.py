@@ -82,6 +82,8 @@ def build(model, images: Union[str, ImageSource], layer: str, out, *, backend: O
         raise UsageError("--samples-per-image must be at least 1")
     if min_count < 1:
         raise UsageError("--min-count must be at least 1")
+    if not levels or min(levels) < 1:
+        raise UsageError(f"grid sizes must be positive integers, got {list(levels)}")
     for name in icons:
         registry.get("renderers", name)  # fail early on an unknown renderer
     registry.get("reducers", reducer)  # ... and reducer

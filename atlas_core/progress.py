@@ -7,11 +7,11 @@ import time
 
 
 class Progress:
-    def __init__(self, label: str, total: int, quiet: bool = False, stream=None):
+    def __init__(self, label: str, total: int, quiet: bool = False, stream=None, initial: int = 0):
         self.label, self.total, self.quiet = label, max(0, int(total)), quiet
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done, self.start, self._last = 0, time.perf_counter(), -1.0
+        self.done, self.start, self._last = initial, time.perf_counter(), -1.0
         self._draw()
 
     def update(self, n: int = 1) -> None:

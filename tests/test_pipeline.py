@@ -100,10 +100,12 @@ def test_build_cli_skips_corrupt_image_and_reports_it(model_path, photo_folder, 
     assert samples[:, 1:].min() >= 1 and samples[:, 1:].max() <= 12  # never on the border of 14 x 14
     validate(out)
     # re-running with other grid options reuses what was collected and laid out
+    chunks = {p: p.stat().st_mtime_ns for p in (out / "store").glob("chunk-*.npz")}
     res2 = run("build", model_path, "--images", photo_folder, "--layer", LAYER, "--out", out, "--reducer", "pca",
                "--levels", "2,4", "--min-count", "2", "--samples-per-image", "2")
     assert res2.returncode == 0 and "reusing pca layout" in res2.stdout
     assert "collect: 0/49" not in res2.stderr
+    assert chunks == {p: p.stat().st_mtime_ns for p in (out / "store").glob("chunk-*.npz")}
     assert [lv["grid"] for lv in json.loads((out / "atlas.json").read_text())["levels"]] == [2, 4]
 
 
@@ -139,9 +141,11 @@ def test_user_errors_are_one_line(model_path, tmp_path):
     cases = [
         (["build", model_path, "--images", empty, "--layer", LAYER], "no images"),
         (["build", model_path, "--images", "demo", "--layer", LAYER, "--reducer", "nope"], "unknown reducer"),
-        (["build", model_path, "--images", "demo", "--layer", LAYER, "--levels", "0"], "positive"),
-        (["build", model_path, "--images", "demo", "--layer", "add_5300"], "add_530"),
-        (["build", model_path, "--images", tmp_path / "missing", "--layer", LAYER], "does not exist"),
+        (["build", model_path, "--images", "demo", "--layer", LAYER, "--levels", "0", "--reducer", "pca"],
+         "positive"),
+        (["build", model_path, "--images", "demo", "--layer", "add_5300", "--reducer", "pca"], "add_530"),
+        (["build", model_path, "--images", tmp_path / "missing", "--layer", LAYER, "--reducer", "pca"],
+         "does not exist"),
     ]
     for args, needle in cases:
         res = run(*args, "--out", tmp_path / "o")
@@ -162,3 +166,15 @@ def test_impossible_grid_and_dense_layer(model_path, tmp_path):
     assert "no spatial dimensions" in res.stdout
     samples = np.load(tmp_path / "dense" / "samples.npy")
     assert samples.shape == (40, 3) and (samples[:, 1:] == -1).all()
+
+
+def test_labels_csv_matches_relative_path_or_file_name(tmp_path):
+    from atlas_core.images import ArraySource
+    from atlas_core.pipeline import read_labels
+    source = ArraySource(np.zeros((3, 4, 4, 3)), names=["a/x.jpg", "b/y.png", "z.bmp"])
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("file,label\na/x.jpg,cat\ny.png,<img src=x onerror=alert(1)>\n")
+    assert read_labels(csv_path, source) == ["cat", "<img src=x onerror=alert(1)>", None]
+    csv_path.write_text("nothing.jpg,dog\n")
+    with pytest.raises(atlas_core.UsageError, match="no image of the source"):
+        read_labels(csv_path, source)
