@@ -46,6 +46,10 @@ def pick_device(device: Optional[str]) -> "torch.device":
     return dev
 
 
+def _has_4d_params(module) -> bool:
+    return any(p.ndim == 4 for p in module.parameters())
+
+
 def _canonical(t: "torch.Tensor") -> np.ndarray:
     """A batch tensor as float32 numpy: NCHW to NHWC, NC as is (a view; callers copy it)."""
     t = t.detach()
@@ -84,7 +88,22 @@ class TorchModel:
         self._submodules = dict(module.named_modules())
         self._root = ROOT_NAME if ROOT_NAME not in self._submodules else f"({ROOT_NAME})"
         self._onnx: dict = {}
+        # channels_last runs depthwise-heavy CNNs about 2x faster on CPU; a model whose forward cannot
+        # take it (a .view() over channels) is run in its own format instead.
+        self.channels_last = self.input_spec.layout == "NCHW" and _has_4d_params(module)
+        if self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
+            try:
+                self._dry_run()
+                return
+            except UsageError:
+                self.module.to(memory_format=torch.contiguous_format)
+                self.channels_last = False
         self._dry_run()
+
+    def _prepare(self, x: "torch.Tensor") -> "torch.Tensor":
+        x = x.to(device=self.device, dtype=self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
     # -- layers -------------------------------------------------------------
     def _dry_run(self) -> None:
@@ -132,7 +151,7 @@ class TorchModel:
         h, w = self.input_spec.size
         shape = (n, self.input_spec.channels, h, w) if self.input_spec.layout == "NCHW" \
             else (n, h, w, self.input_spec.channels)
-        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+        return self._prepare(torch.zeros(shape))
 
     def layers(self) -> list[Layer]:
         return list(self._layers)
@@ -193,8 +212,7 @@ class TorchModel:
                 state.update(start=start, stop=stop)
                 counts.clear()
                 got.clear()
-                x = torch.from_numpy(self.input_spec.normalize(images[start:stop]))
-                x = x.to(device=self.device, dtype=self.dtype)
+                x = self._prepare(torch.from_numpy(self.input_spec.normalize(images[start:stop])))
                 try:
                     with torch.inference_mode():
                         self.module(x)

@@ -199,6 +199,22 @@ def test_in_place_ops_do_not_change_captured_activations(module, photos):
     np.testing.assert_allclose(np.maximum(acts["1"], 0), acts["2"], atol=1e-6)
 
 
+class _FlattenByView(torch.nn.Module):
+    def forward(self, x):
+        return x.view(x.shape[0], -1)  # fails on a channels_last tensor
+
+
+def test_channels_last_and_fallback_for_models_that_cannot_take_it(module, model, photos):
+    assert model.channels_last  # the fast path for EfficientNet
+    net = torch.nn.Sequential(copy.deepcopy(module._conv_stem), _FlattenByView())
+    opened = TorchBackend().open(net, size=32, **IMAGENET)
+    assert not opened.channels_last
+    small = np.stack([resize(p, (32, 32)) for p in photos[:2]])
+    flat = opened.activations(small, ["1"])["1"]
+    stem = opened.activations(small, ["0"])["0"]  # NHWC
+    np.testing.assert_array_equal(flat, stem.transpose(0, 3, 1, 2).reshape(2, -1))
+
+
 def test_unknown_layers_are_one_line_errors_with_close_matches(model, photos):
     cases = {"_blocks.10x": "did you mean _blocks.10", "_swish": "_swish#0 ... _swish#1",
              "_blocks": "does not run in forward", "_blocks.10.swish#1": "_blocks.10._swish#1"}
