@@ -77,6 +77,14 @@ def _drawn(png: bytes) -> float:
 
 def _hover_cell(page, pred):
     """Hover the first cell on screen whose data satisfies the JS predicate `pred(cell)`; return that cell."""
+    found = _cell_on_screen(page, pred)
+    page.mouse.move(found["x"] - 3, found["y"] - 3)
+    page.mouse.move(found["x"], found["y"])
+    return found
+
+
+def _cell_on_screen(page, pred="true"):
+    """The centre, count and label of the first cell of the current level on screen with `pred(cell)` true."""
     found = page.evaluate("""pred => {
         const lv = atlasViewer.levels[+document.documentElement.dataset.level];
         for (const box of document.querySelectorAll('.cell')) {
@@ -89,8 +97,6 @@ def _hover_cell(page, pred):
         return null;
     }""", pred)
     assert found, f"no cell on screen with {pred}"
-    page.mouse.move(found["x"] - 3, found["y"] - 3)
-    page.mouse.move(found["x"], found["y"])
     return found
 
 
@@ -129,6 +135,9 @@ def test_wheel_zoom_switches_to_finer_levels(page, atlas_dir):
     assert seen == sorted(seen)  # zooming in only ever goes finer
     assert int(page.attr("grid")) == grids[-1]
     page.wait_for_function(f"[...document.querySelectorAll('.cell img')].some(i => i.src.includes('/{grids[-1]}/') && i.naturalWidth > 0)")
+    labels = page.evaluate("[...document.querySelectorAll('.cell-label .label')].map(l => [l.scrollWidth, l.clientWidth, l.childElementCount])")
+    assert labels, "no labels at the finest level"
+    assert all(sw <= cw + 1 and n == 0 for sw, cw, n in labels)  # each label fits its box, and is only text
     for _ in range(12):
         page.mouse.wheel(0, 240)
         page.wait_for_timeout(300)
@@ -143,6 +152,33 @@ def test_keyboard_zoom(page):
         page.keyboard.press("Equal")  # "+"/"=": Leaflet's keyboard zoom in
         page.wait_for_timeout(350)
     assert int(page.attr("level")) > start
+
+
+def test_touch_pinch_zooms_and_tap_shows_a_cell(browser, atlas_dir):
+    context = browser.new_context(viewport={"width": 800, "height": 600}, has_touch=True)
+    page = context.new_page()
+    page.goto((atlas_dir / "index.html").resolve().as_uri())
+    page.wait_for_selector("html[data-ready]")
+    start = int(page.evaluate("document.documentElement.dataset.level"))
+    box = page.locator("#map").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, d):
+        points = [{"x": cx - d, "y": cy, "id": 0}, {"x": cx + d, "y": cy, "id": 1}] if kind != "touchEnd" else []
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 30)
+    for d in range(40, 250, 15):
+        touch("touchMove", d)
+        page.wait_for_timeout(16)
+    touch("touchEnd", 0)
+    page.wait_for_function(f"+document.documentElement.dataset.level > {start}", timeout=5000)
+    page.wait_for_timeout(400)  # the zoom animation ends
+    cell = _cell_on_screen(page)
+    page.touchscreen.tap(cell["x"], cell["y"])
+    page.wait_for_function("document.querySelector('#info .meta') && /samples/.test(document.querySelector('#info .meta').textContent)")
+    context.close()
 
 
 def test_hover_shows_count_labels_and_marked_thumbnails(page):

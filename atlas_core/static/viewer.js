@@ -9,7 +9,7 @@
   var files = D.files || {};
   var WORLD = 256;          // the atlas side in map units (pixels at zoom 0)
   var MIN_CELL_PX = 40;     // a level is shown once its cells are at least this big on screen
-  var LABEL_MIN_PX = 56;    // labels need room for the icon too
+  var LABEL_MIN_PX = 48;    // no labels on smaller cells: the icons need the room
   var TILE = 256;
   var MAX_THUMBS = 12;
 
@@ -51,11 +51,33 @@
 
   // label widths, measured once per label
   var ctx = document.createElement("canvas").getContext("2d");
-  ctx.font = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  var probe = el("div", "cell-label"), probeLabel = el("div", "label", "x");
+  probe.appendChild(probeLabel); probe.style.visibility = "hidden"; document.body.appendChild(probe);
+  var font = getComputedStyle(probeLabel);
+  ctx.font = font.fontWeight + " " + font.fontSize + " " + font.fontFamily;  // the font the labels are drawn in
+  probe.remove();
   var widths = new Map();
   function labelWidth(s) {
     if (!widths.has(s)) widths.set(s, ctx.measureText(s).width);
     return widths.get(s);
+  }
+
+  // A label is drawn once per run of cells with the same label, at the run's first cell, where it fits: over its
+  // cell and the next cells of the row that are empty or share it (at most MAX_LABEL_CELLS).
+  var MAX_LABEL_CELLS = 3;
+  function labelSpan(lv, c, cellPx) {
+    var text = cellLabel(c), i = c[0], j = c[1];
+    if (!text || cellPx < LABEL_MIN_PX) return 0;
+    var left = i > 0 && lv.byKey.get(j * lv.grid + i - 1);
+    if (left && cellLabel(left) === text) return 0;
+    var n = 1;
+    while (n < MAX_LABEL_CELLS && i + n < lv.grid) {
+      var next = lv.byKey.get(j * lv.grid + i + n);
+      if (next && cellLabel(next) !== text) break;
+      n++;
+    }
+    var need = labelWidth(text) + 6;
+    return need <= n * cellPx ? Math.max(cellPx, need) : 0;
   }
 
   // the map
@@ -76,50 +98,74 @@
     map.setZoom(z, { animate: false });
   }
 
-  var CellLayer = L.GridLayer.extend({
-    createTile: function (coords, done) {
-      var tile = el("div", "atlas-tile");
-      var lv = levels[levelFor(coords.z)];
-      var cellPx = atlasPx(coords.z) / lv.grid;
-      var x0 = coords.x * TILE, y0 = coords.y * TILE;
-      var i0 = Math.max(0, Math.ceil(x0 / cellPx)), i1 = Math.min(lv.grid, Math.ceil((x0 + TILE) / cellPx));
-      var j0 = Math.max(0, Math.ceil(y0 / cellPx)), j1 = Math.min(lv.grid, Math.ceil((y0 + TILE) / cellPx));
-      var mean = D.meta.n_samples / (lv.grid * lv.grid);
-      var pending = 1;
-      function loaded() { if (--pending === 0) done(null, tile); }
-      for (var j = j0; j < j1; j++) {
-        for (var i = i0; i < i1; i++) {
-          var c = lv.byKey.get(j * lv.grid + i);
-          if (!c) continue;
-          var box = el("div", "cell");
-          box.dataset.i = i; box.dataset.j = j;
-          box.style.left = (i * cellPx - x0) + "px"; box.style.top = (j * cellPx - y0) + "px";
-          box.style.width = box.style.height = cellPx + "px";
-          var size = Math.max(2, 0.96 * cellPx * Math.min(1, Math.sqrt(c[2] / mean)));
-          var img = el("img");
-          img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false;
-          pending++;
-          img.onload = img.onerror = loaded;
-          img.src = src(cellIcon(c));
-          box.appendChild(img);
-          if (state.heat >= 0) {
-            var h = el("div", "heat");
-            h.style.opacity = (0.85 * cellShare(c, state.heat)).toFixed(3);
-            box.appendChild(h);
-          }
-          if (state.query && matches(c)) box.classList.add("hit");
-          var text = cellLabel(c), left = lv.byKey.get(j * lv.grid + i - 1);
-          if (text && cellPx >= LABEL_MIN_PX && labelWidth(text) + 6 <= cellPx && !(i > 0 && left && cellLabel(left) === text)) {
-            box.appendChild(el("div", "label", text));
-          }
-          tile.appendChild(box);
-        }
+  // The cells of a 256 px tile: those whose top-left corner lies in it, each called with its box's position.
+  function eachCell(coords, fn) {
+    var lv = levels[levelFor(coords.z)];
+    var cellPx = atlasPx(coords.z) / lv.grid;
+    var x0 = coords.x * TILE, y0 = coords.y * TILE;
+    var i0 = Math.max(0, Math.ceil(x0 / cellPx)), i1 = Math.min(lv.grid, Math.ceil((x0 + TILE) / cellPx));
+    var j0 = Math.max(0, Math.ceil(y0 / cellPx)), j1 = Math.min(lv.grid, Math.ceil((y0 + TILE) / cellPx));
+    for (var j = j0; j < j1; j++) {
+      for (var i = i0; i < i1; i++) {
+        var c = lv.byKey.get(j * lv.grid + i);
+        if (c) fn(c, lv, cellPx, i * cellPx - x0, j * cellPx - y0);
       }
+    }
+  }
+  function cellBox(cls, left, top, cellPx) {
+    var box = el("div", cls);
+    box.style.left = left + "px"; box.style.top = top + "px";
+    box.style.width = box.style.height = cellPx + "px";
+    return box;
+  }
+
+  // icons: a tile is done when its icons have loaded
+  var IconLayer = L.GridLayer.extend({
+    createTile: function (coords, done) {
+      var tile = el("div", "atlas-tile"), pending = 1;
+      function loaded() { if (--pending === 0) done(null, tile); }
+      eachCell(coords, function (c, lv, cellPx, left, top) {
+        var box = cellBox("cell", left, top, cellPx);
+        box.dataset.i = c[0]; box.dataset.j = c[1];
+        var mean = D.meta.n_samples / (lv.grid * lv.grid);
+        var size = Math.max(2, 0.96 * cellPx * Math.min(1, Math.sqrt(c[2] / mean)));
+        var img = el("img");
+        img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false;
+        pending++;
+        img.onload = img.onerror = loaded;
+        img.src = src(cellIcon(c));
+        box.appendChild(img);
+        if (state.heat >= 0) {
+          var h = el("div", "heat");
+          h.style.opacity = (0.85 * cellShare(c, state.heat)).toFixed(3);
+          box.appendChild(h);
+        }
+        if (state.query && matches(c)) box.classList.add("hit");
+        tile.appendChild(box);
+      });
       setTimeout(loaded, 0);
       return tile;
     }
   });
-  var layer = new CellLayer({ tileSize: TILE, bounds: bounds, noWrap: true, updateWhenZooming: false, keepBuffer: 2 }).addTo(map);
+  // labels: in their own pane above every icon tile, since a label may run over its neighbours
+  var LabelLayer = L.GridLayer.extend({
+    createTile: function (coords) {
+      var tile = el("div", "atlas-tile");
+      eachCell(coords, function (c, lv, cellPx, left, top) {
+        var span = labelSpan(lv, c, cellPx);
+        if (!span) return;
+        var box = cellBox("cell-label", left, top, cellPx), lab = el("div", "label", cellLabel(c));
+        lab.style.width = span + "px";
+        box.appendChild(lab);
+        tile.appendChild(box);
+      });
+      return tile;
+    }
+  });
+  map.createPane("labels").style.zIndex = 450;
+  var tileOptions = { tileSize: TILE, bounds: bounds, noWrap: true, updateWhenZooming: false, keepBuffer: 2 };
+  var layer = new IconLayer(tileOptions).addTo(map);
+  new LabelLayer(L.extend({ pane: "labels" }, tileOptions)).addTo(map);
   layer.once("load", function () {
     root.dataset.ready = "1";
     if (window.performance && performance.mark) performance.mark("atlas-icons-loaded");
