@@ -21,13 +21,17 @@ ASSETS = ("viewer.js", "viewer.css", "leaflet/leaflet.js", "leaflet/leaflet.css"
 MAX_MEMBERS = 12  # member thumbnails shown per cell
 
 
-def _members(ids, provenance):
-    """Up to MAX_MEMBERS of a cell's samples, spread evenly over its list, as [image id, y, x]."""
-    if not ids or provenance is None:
+def _members(cell, provenance, thumbs):
+    """Up to MAX_MEMBERS of a cell's samples whose image has a thumbnail, as [image id, y, x]: the samples the
+    atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list."""
+    if provenance is None:
         return []
-    step = max(1, len(ids) / MAX_MEMBERS)
-    picked = [ids[int(k * step)] for k in range(min(MAX_MEMBERS, len(ids)))]
-    return [[int(v) for v in provenance[s]] for s in picked if 0 <= s < len(provenance)]
+    chosen = [t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t]
+    rest = [s for s in cell.get("samples") or [] if 0 <= s < len(provenance) and int(provenance[s][0]) in thumbs]
+    step = max(1, len(rest) / MAX_MEMBERS)
+    ids = list(dict.fromkeys(chosen + [rest[int(k * step)] for k in range(min(MAX_MEMBERS, len(rest)))]))
+    members = [[int(v) for v in provenance[s]] for s in ids if 0 <= s < len(provenance)]
+    return [m for m in members if m[0] in thumbs][:MAX_MEMBERS]
 
 
 def viewer_data(out_dir: Union[str, Path]) -> dict:
@@ -40,6 +44,7 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
         if (out / manifest.get("images", "images.json")).is_file() else []
     samples_path = out / manifest.get("samples", "samples.npy")
     provenance = np.load(samples_path, mmap_mode="r") if samples_path.is_file() else None
+    thumbs = {int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()}
     labels: dict = {}
     used_images: set = set()
     levels = []
@@ -52,13 +57,13 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
             shares = []
             for name, share in c.get("labels") or ([[c["label"], 1.0]] if c.get("label") else []):
                 shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
-            members = _members(list(c.get("samples") or []), provenance)
+            members = _members(c, provenance, thumbs)
             used_images.update(m[0] for m in members)
             cells.append([int(c["i"]), int(c["j"]), int(c["count"]), shares,
                           [icons.get(r) for r in renderers] or [c.get("icon")], members])
         levels.append({"grid": int(level["grid"]), "min_count": level.get("min_count"), "cells": cells})
     meta = {k: manifest.get(k) for k in ("model", "layer", "layer_shape", "n_samples", "n_images", "label_source",
-                                         "default_level", "quality")}
+                                         "default_level", "quality", "receptive_field")}
     meta["reducer"] = (manifest.get("reducer") or {}).get("name")
     meta["renderers"] = renderers or ["icon"]
     if not meta["n_samples"]:

@@ -245,18 +245,27 @@
     if (c[5].length) {
       info.appendChild(el("div", "meta", "Members" + (c[2] > c[5].length ? " (" + c[5].length + " of " + c[2] + ")" : "") +
         ", sampled position marked"));
-      var grid = el("div", "thumbs"), shape = D.meta.layer_shape || [];
+      var grid = el("div", "thumbs"), shape = D.meta.layer_shape || [], r = D.meta.receptive_field;
+      var rf = r && r.size && r.input ? [r.size[0] / r.input[0], r.size[1] / r.input[1]] : null;
       c[5].slice(0, MAX_THUMBS).forEach(function (m) {
-        var f = el("figure", "thumb"), img = el("img"), name = D.images[m[0]] || ("image " + m[0]);
+        var f = el("figure", "thumb"), pic = el("div", "pic"), img = el("img"), name = D.images[m[0]] || ("image " + m[0]);
         img.alt = name; img.title = name; img.loading = "lazy";
         img.onerror = function () { f.hidden = true; };
         img.src = src("thumbs/" + m[0] + ".jpg");
-        f.appendChild(img);
+        pic.appendChild(img);
         if (m[1] >= 0 && shape.length >= 2) {
+          var y = (m[1] + 0.5) / shape[0], x = (m[2] + 0.5) / shape[1];
+          if (rf) {  // the receptive field of the sampled position
+            var box = el("span", "rf");
+            box.style.top = pct(y - rf[0] / 2); box.style.left = pct(x - rf[1] / 2);
+            box.style.height = pct(rf[0]); box.style.width = pct(rf[1]);
+            pic.appendChild(box);
+          }
           var dot = el("span", "mark");
-          dot.style.top = pct((m[1] + 0.5) / shape[0]); dot.style.left = pct((m[2] + 0.5) / shape[1]);
-          f.appendChild(dot);
+          dot.style.top = pct(y); dot.style.left = pct(x);
+          pic.appendChild(dot);
         }
+        f.appendChild(pic);
         f.appendChild(el("figcaption", "", name));
         grid.appendChild(f);
       });
