@@ -1,0 +1,207 @@
+"""Lower an ONNX graph to a jit-compilable, differentiable JAX function, up to any tensor.
+
+>>> graph = OnnxGraph("model.onnx")
+>>> fn = graph.function(["some_tensor"])     # params, x (the model's own input) -> [tensor]
+>>> y, = jax.jit(fn)(graph.params, x)
+
+Float initializers larger than a few numbers become ``params`` (arguments of the
+function, so XLA does not fold them into the program); integer and tiny constants
+stay numpy and shape arithmetic (Shape, Gather, Concat, Reshape targets ...) is
+folded while tracing. Only the nodes needed for the requested tensors are run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from atlas_core import UsageError
+
+SMALL = 64  # float constants up to this many elements stay numpy (clip bounds, scales, pad values)
+
+
+class UnsupportedOp(UsageError):
+    """An ONNX op the lowering does not cover (one line: the op and the node)."""
+
+
+@dataclass
+class _Ctx:
+    xp: object
+    opset: int
+    op_type: str
+    n_outputs: int
+
+
+def _attrs(node) -> dict:
+    from onnx import helper, numpy_helper
+    out = {}
+    for attr in node.attribute:
+        v = helper.get_attribute_value(attr)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif hasattr(v, "data_type") and hasattr(v, "dims"):  # TensorProto
+            v = numpy_helper.to_array(v)
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode() for s in v]
+        out[attr.name] = v
+    return out
+
+
+def node_label(node, index: int) -> str:
+    return node.name or f"#{index} ({', '.join(node.output)})"
+
+
+class OnnxGraph:
+    """An ONNX model ready to be traced by JAX."""
+
+    def __init__(self, model: Union[str, Path, "object"]):
+        import onnx
+        from onnx import numpy_helper
+        if isinstance(model, (str, Path)):
+            model = onnx.load(str(model))  # loads external data (.onnx.data) from the model's folder
+        self.proto = model
+        g = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.nodes = list(g.node)
+        self.constants: dict[str, np.ndarray] = {}
+        self.params: dict[str, np.ndarray] = {}
+        for init in g.initializer:
+            arr = numpy_helper.to_array(init)
+            if arr.dtype.kind == "f" and arr.size > SMALL:
+                self.params[init.name] = np.asarray(arr, dtype=np.float32)
+            else:
+                self.constants[init.name] = arr
+        inputs = [i for i in g.input if i.name not in self.constants and i.name not in self.params]
+        if not inputs:
+            raise UsageError("the ONNX graph has no input that is not an initializer")
+        self.input = inputs[0]
+        self.input_name = self.input.name
+        dims = self.input.type.tensor_type.shape.dim
+        self.input_shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                                 for d in dims)
+        self.output_names = [o.name for o in g.output]
+        self.producer = {}
+        for i, node in enumerate(self.nodes):
+            for out in node.output:
+                if out:
+                    self.producer[out] = i
+
+    # -- graph queries ------------------------------------------------------
+    def needed(self, outputs: Sequence[str]) -> list[int]:
+        """Indices of the nodes needed to compute ``outputs``, in graph order."""
+        want, seen, stack = set(), set(), list(outputs)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            i = self.producer.get(name)
+            if i is None:
+                continue
+            want.add(i)
+            stack.extend(n for n in self.nodes[i].input if n)
+        return sorted(want)
+
+    def unsupported(self, indices: Optional[Sequence[int]] = None) -> list[tuple[str, str]]:
+        from .ops import OPS
+        idx = range(len(self.nodes)) if indices is None else indices
+        return [(self.nodes[i].op_type, node_label(self.nodes[i], i)) for i in idx
+                if self.nodes[i].op_type not in OPS or self.nodes[i].domain not in ("", "ai.onnx")]
+
+    def check(self, outputs: Sequence[str]) -> None:
+        missing = [o for o in outputs if o not in self.producer and o != self.input_name]
+        if missing:
+            raise UsageError(f"no tensor named {missing[0]!r} in the ONNX graph")
+        bad = self.unsupported(self.needed(outputs))
+        if bad:
+            op_type, label = bad[0]
+            raise UnsupportedOp(f"ONNX op {op_type!r} (node {label}) is not supported by the JAX lowering")
+
+    # -- tracing -------------------------------------------------------------------
+    def run(self, params: dict, x, outputs: Sequence[str], strict: bool = True) -> list:
+        """Evaluate the graph on ``x`` (the model's own input) up to ``outputs``.
+
+        With ``strict=False`` an unsupported node yields no value (its dependents are
+        skipped) instead of raising; missing outputs come back as None.
+        """
+        import jax.numpy as jnp
+        from . import ops
+        env: dict = dict(self.constants)
+        env.update(params)
+        env[self.input_name] = x
+        for i in self.needed(outputs):
+            node = self.nodes[i]
+            fn = ops.OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            if fn is None:
+                if strict:
+                    raise UnsupportedOp(f"ONNX op {node.op_type!r} (node {node_label(node, i)}) is not "
+                                        "supported by the JAX lowering")
+                continue
+            args = [env.get(n) if n else None for n in node.input]
+            if any(n and n not in env for n in node.input):
+                if strict:
+                    raise UsageError(f"node {node_label(node, i)} reads {node.input} but some are undefined")
+                continue
+            folded = node.op_type in ops.FOLDABLE and all(a is None or isinstance(a, np.ndarray) for a in args)
+            ctx = _Ctx(np if folded else jnp, self.opset, node.op_type, len(node.output))
+            try:
+                results = fn(ctx, args, _attrs(node))
+            except UsageError:
+                raise
+            except NotImplementedError as exc:
+                if not strict:
+                    continue
+                raise UnsupportedOp(f"ONNX op {node.op_type!r} (node {node_label(node, i)}): {exc}") from None
+            except Exception as exc:
+                if not strict:
+                    continue
+                raise UsageError(f"lowering ONNX op {node.op_type!r} (node {node_label(node, i)}) failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+            for name, value in zip(node.output, results):
+                if name:
+                    if isinstance(value, np.generic):
+                        value = np.asarray(value)
+                    env[name] = value
+        return [env.get(o) for o in outputs]
+
+    def function(self, outputs: Sequence[str]):
+        """``f(params, x) -> list`` of the named tensors; jit-able and differentiable in ``x``."""
+        outputs = list(outputs)
+        self.check(outputs)
+
+        def f(params, x):
+            import jax.numpy as jnp
+            return [jnp.asarray(v) for v in self.run(params, x, outputs)]
+
+        return f
+
+    def traced_tensors(self, x_shape) -> dict:
+        """Shapes and op types of every tensor that depends on the input, in graph order.
+
+        Returns {name: (op_type, shape)}; tensors behind unsupported ops are left out.
+        """
+        import jax
+        import jax.numpy as jnp
+        from . import ops
+        names = [o for node in self.nodes for o in node.output if o]
+        kinds = {}
+
+        def probe(params, x):
+            env_out = self.run(params, x, names, strict=False)
+            return {n: v for n, v in zip(names, env_out) if v is not None and not isinstance(v, np.ndarray)}
+
+        spec = jax.eval_shape(probe, {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()},
+                              jax.ShapeDtypeStruct(x_shape, jnp.float32))
+        del ops
+        live = {self.input_name}
+        for node in self.nodes:
+            if any(n in live for n in node.input):
+                live.update(o for o in node.output if o)
+        for node in self.nodes:
+            for o in node.output:
+                if o in spec and o in live:
+                    kinds[o] = (node.op_type, tuple(spec[o].shape), spec[o].dtype)
+        return kinds

@@ -1,0 +1,366 @@
+"""The two JAX backends: native JAX models (``jax``) and ONNX graphs lowered to JAX (``onnx-jax``).
+
+This module imports no framework at import time: ``JaxModel`` is a plain container,
+so ``can_open`` is an isinstance test. JAX and onnx are imported on ``open``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from atlas_core import InputSpec, Layer, UsageError
+
+
+class JaxModel:
+    """A native JAX model: ``fn(params, x)`` returns the layers it exposes.
+
+    ``x`` is the model's own input: canonical images mapped by ``input_spec``
+    (scale, mean/std, layout; NHWC unless the spec says NCHW). ``fn`` returns a
+    dict of named intermediates (nested dicts, lists and tuples are flattened to
+    ``a/b/0`` names, so a Flax module's ``capture_intermediates`` collection works
+    as is) or a single array (named ``output``). Spatial layers must be NHWC, or
+    NCHW with ``layout="NCHW"``. ``layers`` restricts and orders what is exposed;
+    ``output`` names the layer that holds the model's final output.
+    """
+
+    def __init__(self, fn: Callable, params: Any = None, layers: Optional[Sequence[str]] = None,
+                 input_spec: Optional[InputSpec] = None, name: str = "jax-model", output: Optional[str] = None,
+                 layout: str = "NHWC"):
+        self.fn = fn
+        self.params = params
+        self.layer_names = list(layers) if layers is not None else None
+        self.input_spec = input_spec or InputSpec(layout="NHWC")
+        self.name = name
+        self.output = output
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        return f"JaxModel({self.name!r})"
+
+
+class JaxFunction:
+    """A JAX function from canonical images (float32 NHWC in [0, 1]) to one layer's canonical activations.
+
+    ``f(images)`` calls ``apply(params, images)``; jit ``apply`` with ``params`` as an
+    argument so that XLA does not fold the weights into the program.
+    """
+
+    def __init__(self, apply: Callable, params: Any, layer: str, input_size: Optional[tuple] = None):
+        self.apply = apply
+        self.params = params
+        self.layer = layer
+        self.input_size = input_size
+
+    def __call__(self, images):
+        return self.apply(self.params, images)
+
+
+def _flatten(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        return out
+    if isinstance(tree, (list, tuple)):
+        if len(tree) == 1:  # Flax stores each call's output as a 1-tuple
+            return _flatten(tree[0], prefix)
+        out = {}
+        for k, v in enumerate(tree):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        return out
+    return {prefix.rstrip("/") or "output": tree}
+
+
+def _normalize(spec: InputSpec, images):
+    import jax.numpy as jnp
+    x = images * np.float32(spec.scale)
+    x = (x - jnp.asarray(spec.mean, jnp.float32)) / jnp.asarray(spec.std, jnp.float32)
+    if spec.layout == "NCHW":
+        x = jnp.transpose(x, (0, 3, 1, 2))
+    return x
+
+
+def _canonical(a, layout: str):
+    import jax.numpy as jnp
+    if a.ndim == 4 and layout == "NCHW":
+        return jnp.transpose(a, (0, 2, 3, 1))
+    return a
+
+
+def _device(name: Optional[str]):
+    import jax
+    if name in (None, "", "auto"):
+        return jax.devices()[0]
+    kind = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "tpu": "tpu"}.get(str(name).split(":")[0].lower())
+    try:
+        devices = jax.devices(kind)
+    except RuntimeError:
+        raise UsageError(f"JAX has no {name} device here (it has {jax.devices()[0].platform})") from None
+    index = int(str(name).split(":")[1]) if ":" in str(name) else 0
+    return devices[index]
+
+
+def _provider(device) -> str:
+    return f"JAX {device.platform} ({device.device_kind})"
+
+
+def _spec_from_options(spec: InputSpec, options: dict) -> InputSpec:
+    spec = InputSpec(**vars(spec))
+    for key in ("mean", "std", "scale", "layout"):
+        if options.get(key) is not None:
+            setattr(spec, key, options[key])
+    if options.get("size") is not None:
+        spec.height, spec.width = options["size"]
+    return spec
+
+
+class _Model:
+    """What both backends share: layers, batched activations, JAX functions per layer."""
+
+    name: str
+    provider: str
+    input_spec: InputSpec
+    output: Optional[str]
+
+    def __init__(self, batch_size: int = 32):
+        self.batch_size = int(batch_size or 32)
+        self._jitted: dict = {}
+        self._layers: Optional[list] = None
+
+    # subclasses: _apply(params, x_model_input) -> dict of canonical arrays; _probe_layers() -> list[Layer]
+    def layers(self) -> list:
+        if self._layers is None:
+            self._layers = self._probe_layers()
+        return list(self._layers)
+
+    def _check_layers(self, names: Sequence[str]) -> None:
+        known = {layer.name for layer in self.layers()}
+        for name in names:
+            if name not in known:
+                near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+                hint = f"; closest: {', '.join(near)}" if near else ""
+                raise UsageError(f"unknown layer {name!r} of {self.name}{hint} (list them with atlas layers)")
+
+    def _images_apply(self, names: Sequence[str]):
+        names = tuple(names)
+        inner = self._apply_for(names)
+        spec = self.input_spec
+
+        def apply(params, images):
+            return inner(params, _normalize(spec, images))
+
+        return apply
+
+    def activations(self, images: np.ndarray, layers: Sequence[str]) -> dict:
+        import jax
+        layers = list(layers)
+        self._check_layers(layers)
+        key = tuple(layers)
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(self._images_apply(key))
+        fn = self._jitted[key]
+        images = np.asarray(images, dtype=np.float32)
+        parts: dict = {name: [] for name in layers}
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size and len(images) > self.batch_size:  # one compiled shape
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, axis=0)])
+            out = fn(self._device_params, jax.device_put(chunk, self.device))
+            for name in layers:
+                parts[name].append(np.asarray(out[name], dtype=np.float32)[:n])
+        return {name: np.concatenate(parts[name]) for name in layers}
+
+    def jax_function(self, layer: str) -> JaxFunction:
+        """Differentiable JAX function: float32 NHWC [0, 1] images -> the layer's canonical activations."""
+        self._check_layers([layer])
+        apply = self._images_apply((layer,))
+        return JaxFunction(lambda params, images: apply(params, images)[layer], self._device_params, layer,
+                           self.input_spec.size)
+
+
+class OnnxJaxModel(_Model):
+    """An ONNX graph lowered to JAX (``atlas_jax.lowering``)."""
+
+    def __init__(self, source, batch_size=32, device=None, **options):
+        super().__init__(batch_size)
+        import jax
+        import onnx
+        from .lowering import OnnxGraph
+        if isinstance(source, onnx.ModelProto):
+            proto, self.name = source, source.graph.name or "onnx-model"
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise UsageError(f"model file {str(source)!r} not found")
+            try:
+                proto = onnx.load(str(path))
+            except Exception as exc:
+                raise UsageError(f"cannot read ONNX model {path}: {type(exc).__name__}: {exc}") from None
+            self.name = path.name
+        self.graph = OnnxGraph(proto)
+        shape = self.graph.input_shape
+        if len(shape) == 4 and shape[1] in (1, 3):
+            layout, h, w, c = "NCHW", shape[2], shape[3], shape[1]
+        elif len(shape) == 4:
+            layout, h, w, c = "NHWC", shape[1], shape[2], shape[3]
+        else:
+            raise UsageError(f"{self.name}: input {self.graph.input_name!r} has shape {shape}; "
+                             "only image inputs (rank 4) are supported")
+        base = InputSpec(layout=layout, channels=c or 3, height=h, width=w, batch=shape[0])
+        self.input_spec = _spec_from_options(base, options)
+        self.device = _device(device)
+        self.provider = _provider(self.device)
+        self._device_params = jax.device_put(self.graph.params, self.device)
+        self.output = self.graph.output_names[0] if self.graph.output_names else None
+
+    def onnx_model(self):
+        return self.graph.proto
+
+    def _apply_for(self, names):
+        import jax
+        import jax.numpy as jnp
+        graph, layout = self.graph, self.input_spec.layout
+        fixed = self.input_spec.batch
+        f = graph.function(list(names))
+
+        def run(params, x):
+            return {n: _canonical(v, layout) for n, v in zip(names, f(params, x))}
+
+        if fixed:  # a graph with a fixed batch (e.g. Reshape to (1, -1)): map it over groups of that size
+            def run_fixed(params, x):
+                n = x.shape[0]
+                pad = (-n) % fixed
+                if pad:
+                    x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+                groups = x.reshape((-1, fixed) + x.shape[1:])
+                out = jax.vmap(lambda g: run(params, g))(groups)
+                return {k: v.reshape((-1,) + v.shape[2:])[:n] for k, v in out.items()}
+            return run_fixed
+        return run
+
+    def _probe_layers(self) -> list:
+        size = self.input_spec.size
+        c = self.input_spec.channels
+        h, w = size or (224, 224)
+        b = self.input_spec.batch or 1
+        shape = (b, c, h, w) if self.input_spec.layout == "NCHW" else (b, h, w, c)
+        tensors = self.graph.traced_tensors(shape)
+        out = []
+        for name, (op_type, s, dtype) in tensors.items():
+            if np.dtype(dtype).kind != "f" or len(s) not in (2, 4):
+                continue
+            per = tuple(s[1:])
+            if len(s) == 4 and self.input_spec.layout == "NCHW":
+                per = (s[2], s[3], s[1])
+            out.append(Layer(name, op_type, per if size is not None or len(s) == 2 else None))
+        if self.output is not None and self.output not in {layer.name for layer in out}:
+            self.output = None
+        return out
+
+
+class NativeJaxModel(_Model):
+    """A :class:`JaxModel` opened for the atlas."""
+
+    def __init__(self, source: JaxModel, batch_size=32, device=None, **options):
+        super().__init__(batch_size)
+        import jax
+        self.source = source
+        self.name = source.name
+        self.input_spec = _spec_from_options(source.input_spec, options)
+        self.device = _device(device)
+        self.provider = _provider(self.device)
+        self._device_params = jax.device_put(source.params, self.device)
+        self.output = source.output
+
+    def _apply_for(self, names):
+        fn, layout = self.source.fn, self.source.layout
+
+        def run(params, x):
+            flat = _flatten(fn(params, x))
+            return {n: _canonical(flat[n], layout) for n in names}
+
+        return run
+
+    def _probe_layers(self) -> list:
+        import jax
+        import jax.numpy as jnp
+        spec = self.input_spec
+        h, w = spec.size or (224, 224)
+        shape = (1, spec.channels, h, w) if spec.layout == "NCHW" else (1, h, w, spec.channels)
+        fn, layout = self.source.fn, self.source.layout
+        flat = jax.eval_shape(lambda p, x: _flatten(fn(p, x)), self.source.params,
+                              jax.ShapeDtypeStruct(shape, jnp.float32))
+        names = self.source.layer_names or list(flat)
+        missing = [n for n in names if n not in flat]
+        if missing:
+            raise UsageError(f"{self.name}: layers {missing} are not among what the function returns "
+                             f"({', '.join(list(flat)[:8])}...)")
+        out = []
+        for n in names:
+            s = tuple(flat[n].shape)
+            if len(s) == 4 and layout == "NCHW":
+                s = (s[0], s[2], s[3], s[1])
+            per = tuple(s[1:]) if (spec.size is not None or len(s) == 2) else None
+            out.append(Layer(n, "jax", per))
+        return out
+
+
+# -- backends -------------------------------------------------------------------
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _resolve(source):
+    """A JaxModel from ``source``: the object itself, or an import path ``package.module:attribute``."""
+    if isinstance(source, JaxModel):
+        return source
+    if isinstance(source, str) and _IMPORT_PATH.match(source) and not Path(source).exists():
+        module, _, attr = source.partition(":")
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, JaxModel):
+            return obj
+    return None
+
+
+class JaxBackend:
+    """Backend ``jax``: native JAX models (:class:`atlas_jax.JaxModel`)."""
+
+    name = "jax"
+
+    def can_open(self, source) -> bool:
+        if isinstance(source, JaxModel):
+            return True
+        if isinstance(source, str) and _IMPORT_PATH.match(source):
+            try:
+                return _resolve(source) is not None
+            except Exception:
+                return False
+        return False
+
+    def open(self, source, **options):
+        model = _resolve(source)
+        if model is None:
+            raise UsageError(f"{source!r} is not an atlas_jax.JaxModel")
+        return NativeJaxModel(model, **options)
+
+
+class OnnxJaxBackend:
+    """Backend ``onnx-jax``: an ONNX file lowered to a differentiable JAX function."""
+
+    name = "onnx-jax"
+
+    def can_open(self, source) -> bool:
+        if isinstance(source, (str, Path)):
+            return str(source).lower().endswith(".onnx")
+        return type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx")
+
+    def open(self, source, **options):
+        return OnnxJaxModel(source, **options)
