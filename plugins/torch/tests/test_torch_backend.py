@@ -63,20 +63,15 @@ def photos():
 
 @pytest.fixture(scope="session")
 def onnx_reference(photos):
-    """Activations of the same model exported to ONNX, run by onnxruntime with extra graph outputs."""
-    import onnx
-    import onnxruntime as ort
-    proto = onnx.load(str(atlas_demo.efficientnet_lite0_onnx("dynamo")))
-    known = {o.name for o in proto.graph.output}
-    for name in TORCH_TO_ONNX.values():
-        if name not in known:
-            proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    x = ((photos - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).transpose(0, 3, 1, 2)
-    outs = session.run(list(TORCH_TO_ONNX.values()), {"input": np.ascontiguousarray(x, np.float32)})
-    return {t: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for t, o in zip(TORCH_TO_ONNX, outs)}
+    """Activations of the same model exported to ONNX, run by the onnx backend (onnxruntime)."""
+    from atlas_core.models import open_model
+    from atlas_core.plugins import load
+    if "onnx" not in load().names("backends"):
+        pytest.skip("needs the onnx backend (pip install ./plugins/onnx)")
+    model = open_model(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), backend="onnx", threads=2)
+    assert tuple(model.input_spec.mean) == IMAGENET_MEAN  # from the export's sidecar
+    acts = model.activations(photos, list(TORCH_TO_ONNX.values()))
+    return {t: acts[o] for t, o in TORCH_TO_ONNX.items()}
 
 
 def max_rel(a, b) -> float:
@@ -301,3 +296,16 @@ def test_onnx_model_names_every_layer(model, photos):
         o = o.transpose(0, 2, 3, 1) if o.ndim == 4 else o
         assert max_rel(o, acts[name]) < 1e-4, name
     assert model.onnx_model() is proto  # cached
+
+
+def test_jax_lowering_of_the_export_gives_the_same_activations_and_gradients(model, photos):
+    """What the featureviz renderer does with a torch model: lower ``onnx_model()`` to JAX."""
+    featureviz = pytest.importorskip("atlas_jax.featureviz", reason="needs the JAX plugin")
+    import jax
+    fn = featureviz.icon_function(model, "_blocks.3")  # an early layer keeps XLA's compile short
+    x = photos[:1]
+    y = np.asarray(jax.jit(fn.apply)(fn.params, x))
+    assert max_rel(y, model.activations(x, ["_blocks.3"])["_blocks.3"]) < 1e-4
+    grad = np.asarray(jax.jit(jax.grad(lambda im: fn.apply(fn.params, im)[:, 14, 14, 5].sum()))(x))
+    assert grad.shape == x.shape and np.abs(grad).max() > 0
+    assert np.abs(grad[:, 100:124, 100:124]).sum() > np.abs(grad[:, :24, :24]).sum()  # centre matters more
