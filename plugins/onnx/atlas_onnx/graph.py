@@ -30,6 +30,8 @@ CHANNELS_FIRST_OPS = {
     "RoiAlign", "DepthToSpace", "SpaceToDepth", "MaxUnpool", "DeformConv", "GroupNormalization",
     "FusedConv",
 }
+FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization"}
+FUSABLE_READERS = {"Add", "Sum", "Sub", "Mul", "Div", "BatchNormalization"}
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
 
@@ -115,6 +117,15 @@ class GraphInfo:
     inputs: list  # names of the graph's real inputs (not initializers)
     outputs: list  # names of the graph's outputs
     tensors: dict = field(default_factory=dict)  # name -> Tensor, in file order
+    consumers: dict = field(default_factory=dict)  # name -> op types of the nodes that read it
+
+    def fusable(self, name: str) -> bool:
+        """Likely fused away by onnxruntime (e.g. a Conv's output into the residual Add or the batch
+        norm that is its only reader): tapping it directly would change how the rest is computed."""
+        t = self.tensors.get(name)
+        readers = self.consumers.get(name, [])
+        return (t is not None and t.op_type in FUSABLE_PRODUCERS and len(readers) == 1
+                and readers[0] in FUSABLE_READERS and name not in self.outputs)
 
 
 def real_inputs(graph: onnx.GraphProto) -> list:
@@ -122,11 +133,12 @@ def real_inputs(graph: onnx.GraphProto) -> list:
     return [i for i in graph.input if i.name not in inits]
 
 
-def dims_of(value_info: onnx.ValueInfoProto) -> Optional[tuple]:
+def dims_of(value_info: onnx.ValueInfoProto, symbols: bool = False) -> Optional[tuple]:
     ttype = value_info.type.tensor_type
     if not ttype.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) if symbols else None
+                 for d in ttype.shape.dim)
 
 
 def subgraph_inputs(node: onnx.NodeProto) -> set:
@@ -174,6 +186,8 @@ def analyse(model: onnx.ModelProto, image_input: str, input_layout: str) -> Grap
         for out in node.output:
             if out and out not in info.tensors:
                 info.tensors[out] = Tensor(out, node.op_type, i)
+        for name in node_inputs(node):
+            info.consumers.setdefault(name, []).append(node.op_type)
     depends = {image_input}
     layouts = {image_input: input_layout}
     for i in topological(graph):
@@ -210,8 +224,10 @@ def node_layout(node: onnx.NodeProto, layouts: dict) -> str:
     return ""
 
 
-def infer_shapes(model: onnx.ModelProto, image_input: str, input_dims: tuple, info: GraphInfo) -> None:
-    """Fill each tensor's type and dims by onnx shape inference for the given input dims (batch 1)."""
+def infer_shapes(model: onnx.ModelProto, image_input: str, input_dims: tuple, info: GraphInfo,
+                 symbols: bool = False) -> None:
+    """Fill each tensor's type and dims by onnx shape inference for the given input dims; with
+    ``symbols``, symbolic dimensions are kept as their names (else they become None)."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     graph = probe.graph
@@ -230,7 +246,7 @@ def infer_shapes(model: onnx.ModelProto, image_input: str, input_dims: tuple, in
         if t is None or not value.type.HasField("tensor_type"):
             continue
         t.elem_type = value.type.tensor_type.elem_type or t.elem_type
-        dims = dims_of(value)
+        dims = dims_of(value, symbols)
         if dims is not None:
             t.dims = dims
 
@@ -262,24 +278,34 @@ def needed_nodes(graph: onnx.GraphProto, outputs: list) -> list:
     return sorted(keep)
 
 
-def tap(model: onnx.ModelProto, outputs: list, elem_types: dict, batch: Optional[str] = None,
-        image_input: str = "") -> onnx.ModelProto:
+def tap(model: onnx.ModelProto, outputs: list, elem_types: dict, copies: Optional[dict] = None,
+        batch: Optional[str] = None, image_input: str = "") -> onnx.ModelProto:
     """A copy of ``model`` whose graph outputs are exactly ``outputs`` (original outputs keep their
-    declaration), with nodes nobody needs removed. With ``batch``, the image input's first axis
+    declaration), with nodes nobody needs removed. ``copies`` maps a tensor to a new name computed by
+    a copy of its producer, placed right after it. With ``batch``, the image input's first axis
     becomes that symbolic dimension (a graph exported with batch 1 then takes any batch)."""
     tapped = onnx.ModelProto()
     tapped.CopyFrom(model)
     graph = tapped.graph
-    declared = {o.name: o for o in model.graph.output}
+    for tensor, new_name in (copies or {}).items():
+        at, producer = next((i, n) for i, n in enumerate(graph.node) if tensor in n.output)
+        twin = onnx.NodeProto()
+        twin.CopyFrom(producer)
+        twin.name = (producer.name or producer.op_type) + "::atlas_tap"
+        del twin.output[:]
+        twin.output.extend(new_name if out == tensor else (f"{new_name}::{k}" if out else "")
+                           for k, out in enumerate(producer.output))
+        graph.node.insert(at + 1, twin)
+    declared = {o.name: o for o in model.graph.output}  # the original's, untouched
     del graph.output[:]
     for name in outputs:
         if name in declared:
             graph.output.append(declared[name])
         else:
             graph.output.append(onnx.helper.make_tensor_value_info(name, elem_types.get(name, 0), None))
-    keep = needed_nodes(model.graph, outputs)
-    if len(keep) < len(model.graph.node):
-        nodes = [model.graph.node[i] for i in keep]
+    keep = needed_nodes(graph, outputs)
+    if len(keep) < len(graph.node):
+        nodes = [graph.node[i] for i in keep]
         del graph.node[:]
         graph.node.extend(nodes)
     if batch:

@@ -24,6 +24,7 @@ INPUT_DTYPES = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16,
                 TensorProto.DOUBLE: np.float64, TensorProto.UINT8: np.uint8}
 PROBE_SIZE = 224  # spatial size used to run a graph whose size is open when shapes must be measured
 MAX_SESSIONS = 6
+MAX_PROBES = 24  # graphs tried when looking for the taps that change a model's outputs
 
 
 class OnnxModel:
@@ -53,6 +54,8 @@ class OnnxModel:
         self._layers: Optional[list] = None
         self._sessions: OrderedDict = OrderedDict()
         self._rebatch_ok: dict = {}
+        self._plans: dict = {}
+        self._batch_dims: Optional[dict] = None
         self._provider: Optional[str] = None
         self._full: Optional[onnx.ModelProto] = None
 
@@ -64,7 +67,7 @@ class OnnxModel:
     def provider(self) -> str:
         """The execution provider that really runs (read from a created session)."""
         if self._provider is None:
-            self._session(tuple(self._info.outputs), rebatch=False)
+            self._session((tuple(self._info.outputs), ()))
         return self._provider
 
     @property
@@ -91,11 +94,16 @@ class OnnxModel:
         n = len(images)
         for start in range(0, n, self.batch_size):
             x = self.prepare(images[start:start + self.batch_size])
-            for name, value in zip(outs, self._run(x, outs)):
-                a = self._canonical(name, value)
-                if name not in result:
-                    result[name] = np.empty((n,) + a.shape[1:], dtype=np.float32)
-                result[name][start:start + len(a)] = a
+            if outs not in self._plans:
+                self._plans[outs] = self._plan(outs, x)
+            for key, yields in self._plans[outs]:
+                for name, value in zip(yields, self._exec(key, x)):
+                    if name not in outs:
+                        continue
+                    a = self._canonical(name, value)
+                    if name not in result:
+                        result[name] = np.empty((n,) + a.shape[1:], dtype=np.float32)
+                    result[name][start:start + len(a)] = a
         if n == 0:
             for name in outs:
                 shape = self._by_name[name].shape
@@ -119,7 +127,7 @@ class OnnxModel:
     def session(self, outputs: Optional[Sequence[str]] = None) -> ort.InferenceSession:
         """An onnxruntime session with these graph outputs (default: the untouched model)."""
         outs = tuple(outputs) if outputs else tuple(self._info.outputs)
-        return self._session(outs, rebatch=False)
+        return self._session((outs, ()))
 
     def layer(self, name: str) -> Layer:
         self._check_layers([name])
@@ -162,22 +170,25 @@ class OnnxModel:
                              "[cpu]: the two cannot be installed together); or use --device cpu")
         return [CPU]
 
-    def _session(self, outputs: tuple, rebatch: bool) -> ort.InferenceSession:
-        key = (outputs, rebatch)
-        if key in self._sessions:
-            self._sessions.move_to_end(key)
-            return self._sessions[key]
+    def _session(self, key: tuple, rebatch: bool = False, keep: bool = True) -> ort.InferenceSession:
+        """The session of a graph key ``(outputs, copies)``: the graph with exactly these outputs, where
+        the tensors in ``copies`` are computed by a copy of their producer (see ``_plan``)."""
+        outputs, copies = key
+        cache_key = (outputs, copies, rebatch)
+        if cache_key in self._sessions:
+            self._sessions.move_to_end(cache_key)
+            return self._sessions[cache_key]
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 4 if rebatch else 3
-        untouched = outputs == tuple(self._info.outputs) and not rebatch and self.path is not None
-        if untouched:
-            model = str(self.path)
+        if outputs == tuple(self._info.outputs) and not copies and not rebatch and self.path is not None:
+            model = str(self.path)  # the untouched model, as onnxruntime would open it
         else:
-            types = {name: self._info.tensors[name].elem_type for name in outputs if name in self._info.tensors}
-            tapped = g.tap(self._graph, list(outputs), types, batch="N" if rebatch else None,
-                           image_input=self.input_name)
+            renamed = {name: _copy_name(name) for name in copies}
+            types = {renamed.get(n, n): self._info.tensors[n].elem_type for n in outputs if n in self._info.tensors}
+            tapped = g.tap(self._graph, [renamed.get(n, n) for n in outputs], types, copies=renamed,
+                           batch="N" if rebatch else None, image_input=self.input_name)
             model = tapped.SerializeToString()
             if self.path is not None:
                 options.add_session_config_entry(EXTERNAL_FOLDER_KEY, str(self.path.parent.resolve()))
@@ -193,43 +204,107 @@ class OnnxModel:
             raise UsageError(f"--device cuda: onnxruntime could not start CUDA and runs on {provider}; "
                              "check the GPU and CUDA libraries, or use --device cpu")
         self._provider = self._provider or provider
-        self._sessions[key] = session
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        if keep:
+            self._sessions[cache_key] = session
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
         return session
 
-    def _run(self, x: np.ndarray, outs: tuple) -> list:
-        """Run one batch; a graph whose batch is fixed runs rewritten to take any batch when that is
-        verified to give the same numbers, else in pieces of its own batch."""
+    def _plan(self, names: tuple, x: np.ndarray) -> list:
+        """How to compute ``names``: a list of (graph key, names it yields).
+
+        Taps alone run a graph cut after them. Taps together with the model's outputs run the whole
+        graph with the taps added as outputs, which must leave the model's outputs bit for bit what the
+        untouched model gives; but making a tensor an output can stop onnxruntime from fusing it away
+        (a Conv into the residual Add after it, a BatchNormalization into its Conv), and fused kernels
+        round differently. So this is checked once on the first images: a tap that changes the
+        outputs is computed instead by a copy of its producer, which leaves the original chain to be
+        fused as before; if the outputs still differ, the untouched model and the taps run apart.
+        """
+        outputs = tuple(self._info.outputs)
+        taps = tuple(n for n in names if n not in outputs)
+        if not taps:
+            return [((outputs, ()), outputs)]
+        if len(taps) == len(names):
+            return [((taps, ()), taps)]
+        probe = x[:1]  # fusion is decided per graph, not per batch: one image shows it
+        want = self._exec((outputs, ()), probe)
+
+        def exact(key, keep=True):
+            got = self._exec(key, probe, keep=keep)
+            return all(np.array_equal(a, b) for a, b in zip(got, want))
+
+        key = (outputs + taps, ())
+        if exact(key):
+            return [(key, key[0])]
+        likely = tuple(t for t in taps if self._info.fusable(t))
+        if likely and exact((outputs + taps, likely)):
+            return [((outputs + taps, likely), outputs + taps)]
+        culprits: list = []
+        groups = [taps[len(taps) // 2:], taps[:len(taps) // 2]] if len(taps) > 1 else []
+        tries = 0
+        while groups and tries < MAX_PROBES:  # bisect: a group that keeps the outputs holds no culprit
+            group = groups.pop()
+            tries += 1
+            if not group or exact((outputs + group, ()), keep=False):
+                continue
+            if len(group) == 1:
+                culprits.append(group[0])
+            else:
+                groups += [group[len(group) // 2:], group[:len(group) // 2]]
+        if not groups and len(taps) == 1:
+            culprits = list(taps)
+        key = (outputs + taps, tuple(culprits))
+        if culprits and not groups and exact(key):
+            return [(key, key[0])]
+        return [((outputs, ()), outputs), ((taps, ()), taps)]
+
+    def _exec(self, key: tuple, x: np.ndarray, keep: bool = True) -> list:
+        """Run one batch through a graph key; a graph whose batch is fixed runs rewritten to take any
+        batch when that is verified to give the same numbers, else in pieces of its own batch."""
+        fetch = [_copy_name(n) if n in key[1] else n for n in key[0]]
         fixed = self.input_spec.batch
         if fixed is None:
-            return self._session(outs, rebatch=False).run(list(outs), {self.input_name: x})
+            return self._session(key, keep=keep).run(fetch, {self.input_name: x})
         if len(x) == fixed:
-            return self._run_fixed(x, outs)
-        if self._rebatch_ok.get(outs) is not False:
+            return self._run_fixed(key, x, keep)
+        if self._rebatch_ok.get(key) is not False and self._may_rebatch(key):
             try:
-                values = self._session(outs, rebatch=True).run(list(outs), {self.input_name: x})
+                values = self._session(key, rebatch=True, keep=keep).run(fetch, {self.input_name: x})
                 if any(v.shape[:1] != (len(x),) for v in values):
                     raise ValueError("the batch axis did not survive")
-                if outs not in self._rebatch_ok:
+                if key not in self._rebatch_ok:
                     pick = [0, len(x) - 1]
-                    reference = self._run_fixed(x[pick], outs)
-                    self._rebatch_ok[outs] = all(_close(v[pick], r) for v, r in zip(values, reference))
-                if self._rebatch_ok[outs]:
+                    reference = self._run_fixed(key, x[pick], keep)
+                    self._rebatch_ok[key] = all(_close(v[pick], r) for v, r in zip(values, reference))
+                if self._rebatch_ok[key]:
                     return values
             except Exception:
-                self._rebatch_ok[outs] = False
-        return self._run_fixed(x, outs)
+                self._rebatch_ok[key] = False
+        return self._run_fixed(key, x, keep)
 
-    def _run_fixed(self, x: np.ndarray, outs: tuple) -> list:
+    def _may_rebatch(self, key: tuple) -> bool:
+        """False when shape inference with a symbolic batch gives an output of ``key`` a fixed first
+        axis (after a Reshape to a constant (1, -1), say): that graph cannot take a larger batch."""
+        if self._batch_dims is None:
+            spec = self.input_spec
+            info = g.GraphInfo(self.input_name, [], [], {n: g.Tensor(n, t.op_type, t.order)
+                                                          for n, t in self._info.tensors.items()})
+            dims = _layout_dims(spec.layout, "N", spec.channels, spec.height, spec.width)
+            g.infer_shapes(self._graph, self.input_name, dims, info, symbols=True)
+            self._batch_dims = {n: (t.dims[0] if t.dims else None) for n, t in info.tensors.items()}
+        return not any(isinstance(self._batch_dims.get(n), int) for n in key[0])
+
+    def _run_fixed(self, key: tuple, x: np.ndarray, keep: bool = True) -> list:
+        fetch = [_copy_name(n) if n in key[1] else n for n in key[0]]
         fixed = self.input_spec.batch
-        session = self._session(outs, rebatch=False)
+        session = self._session(key, keep=keep)
         n = len(x)
         pad = -n % fixed
         if pad:
             x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-        pieces = [session.run(list(outs), {self.input_name: x[i:i + fixed]}) for i in range(0, len(x), fixed)]
-        return [np.concatenate([p[k] for p in pieces])[:n] for k in range(len(outs))]
+        pieces = [session.run(fetch, {self.input_name: x[i:i + fixed]}) for i in range(0, len(x), fixed)]
+        return [np.concatenate([p[k] for p in pieces])[:n] for k in range(len(fetch))]
 
     def _canonical(self, name: str, value: np.ndarray) -> np.ndarray:
         a = np.asarray(value, dtype=np.float32)
@@ -265,8 +340,7 @@ class OnnxModel:
         h, w = spec.height or PROBE_SIZE, spec.width or PROBE_SIZE
         x = self.prepare(np.full((1, h, w, 3 if spec.channels == 3 else 1), 0.5, np.float32))
         try:
-            session = self._session(tuple(names), rebatch=False)
-            values = session.run(names, {self.input_name: x})
+            values = self._session((tuple(names), ()), keep=False).run(names, {self.input_name: x})
         except Exception:
             return  # these tensors stay unlisted; the rest of the graph still works
         for name, value in zip(names, values):
@@ -281,13 +355,16 @@ class OnnxModel:
                 for axis in spatial:
                     dims[axis] = None
             t.dims = tuple(dims)
-        self._sessions.pop((tuple(names), False), None)
 
 
 # -- helpers -------------------------------------------------------------------------------------
 def _tappable(t: g.Tensor) -> bool:
     return (t.depends and t.elem_type in g.FLOAT_TYPES and t.dims is not None
             and len(t.dims) in (2, 3, 4) and t.dims[0] == 1)
+
+
+def _copy_name(name: str) -> str:
+    return name + "::atlas_tap"
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,0 +1,111 @@
+"""Session fixtures: the real EfficientNet-Lite0 exports (cached outside the repo), real photos,
+and graph variants of the real model made by surgery (fixed batch, NHWC input, open spatial size)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import atlas_demo
+from atlas_core.images import resize
+from atlas_core.models import open_model
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+PHOTOS = ("chelsea", "coffee", "rocket", "china", "flower")
+
+
+def center_crop(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[:2]
+    s = min(h, w)
+    return a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
+@pytest.fixture(scope="session")
+def dynamo_path() -> Path:
+    return atlas_demo.efficientnet_lite0_onnx("dynamo")
+
+
+@pytest.fixture(scope="session")
+def legacy_path() -> Path:
+    return atlas_demo.efficientnet_lite0_onnx("legacy")
+
+
+@pytest.fixture(scope="session")
+def photos() -> np.ndarray:
+    """The five real photos, centre-cropped and resized to 224x224, float32 NHWC in [0, 1]."""
+    return np.stack([resize(center_crop(atlas_demo.photo(n)), (224, 224)) for n in PHOTOS])
+
+
+@pytest.fixture(scope="session")
+def dynamo(dynamo_path):
+    return open_model(dynamo_path, threads=2)
+
+
+@pytest.fixture(scope="session")
+def legacy(legacy_path):
+    return open_model(legacy_path, threads=2)
+
+
+@pytest.fixture(scope="session")
+def torch_model():
+    return atlas_demo.efficientnet_lite0()
+
+
+def save_variant(folder: Path, model: onnx.ModelProto, source: Path, name: str = "variant.onnx") -> Path:
+    """Save an edited graph next to a copy of the original's external data file and its sidecar."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = source.with_name(source.name + ".data")
+    if data.exists() and not (folder / data.name).exists():
+        shutil.copy(data, folder / data.name)
+    sidecar = source.with_name(source.name + ".input.json")
+    shutil.copy(sidecar, folder / (name + ".input.json"))
+    path = folder / name
+    onnx.save(model, str(path))
+    return path
+
+
+def graph_only(path: Path) -> onnx.ModelProto:
+    return onnx.load(str(path), load_external_data=False)
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
+    """Real-weight variants: ``batch1`` (legacy export with batch fixed to 1), ``nhwc`` (a channels-last
+    input transposed into the dynamo graph), ``open`` (dynamo graph with open height and width)."""
+    root = tmp_path_factory.mktemp("variants")
+    out = {}
+
+    m = graph_only(legacy_path)
+    dim = m.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_value = 1
+    for o in m.graph.output:
+        o.type.tensor_type.shape.dim[0].Clear()
+        o.type.tensor_type.shape.dim[0].dim_value = 1
+    out["batch1"] = save_variant(root / "batch1", m, legacy_path)
+
+    m = graph_only(dynamo_path)
+    old = m.graph.input[0]
+    nhwc = onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, ["batch", 224, 224, 3])
+    transpose = onnx.helper.make_node("Transpose", ["pixels"], [old.name], perm=[0, 3, 1, 2], name="to_nchw")
+    del m.graph.input[:]
+    m.graph.input.append(nhwc)
+    m.graph.node.insert(0, transpose)
+    out["nhwc"] = save_variant(root / "nhwc", m, dynamo_path)
+
+    m = graph_only(dynamo_path)
+    shape = m.graph.input[0].type.tensor_type.shape
+    shape.dim[2].Clear()
+    shape.dim[2].dim_param = "height"
+    shape.dim[3].Clear()
+    shape.dim[3].dim_param = "width"
+    del m.graph.value_info[:]
+    path = save_variant(root / "open", m, dynamo_path)
+    side = path.with_name(path.name + ".input.json")
+    side.write_text('{"preset": "imagenet"}')
+    out["open"] = path
+    return out
