@@ -147,10 +147,13 @@ def main() -> None:
         results["errors"] = errors
         browser.close()
 
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), headless Chromium, --disable-gpu"
+    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "
+                          "at the end, headless Chromium with --disable-gpu (software compositing)")
     print(json.dumps(results, indent=1))
     z, o, pan = results["zoom_in"], results["zoom_out"], results["pan_160"]
     print(f"""
+{results['machine']}
+
 | measure | value |
 |---|---|
 | samples; cells per level | {results['n_samples']:,}; {', '.join(f'{g}: {n:,}' for g, n in results['cells'].items())} |

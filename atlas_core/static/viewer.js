@@ -130,7 +130,7 @@
         var mean = D.meta.n_samples / (lv.grid * lv.grid);
         var size = Math.max(2, 0.96 * cellPx * Math.min(1, Math.sqrt(c[2] / mean)));
         var img = el("img");
-        img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false;
+        img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false; img.decoding = "async";
         pending++;
         img.onload = img.onerror = loaded;
         img.src = src(cellIcon(c));
