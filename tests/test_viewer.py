@@ -111,6 +111,17 @@ def test_write_viewer_files_and_escaped_data(atlas_dir):
     assert "http://" not in html and "https://" not in html
 
 
+def test_write_viewer_reads_a_minimal_manifest(tmp_path):
+    """Only the fields every atlas has: no labels, samples, images or icons paths beyond `icon`."""
+    (tmp_path / "atlas.json").write_text(json.dumps({"version": 1, "model": "m", "layer": "l", "levels": [
+        {"grid": 2, "cells": [{"i": 1, "j": 0, "count": 3, "icon": "icons/x/2/1_0.png"}]}]}))
+    write_viewer(tmp_path)
+    text = (tmp_path / "viewer" / "atlas-data.js").read_text()
+    data = json.loads(text[text.index("{"):text.rindex("}") + 1])
+    assert data["levels"] == [{"grid": 2, "min_count": None, "cells": [[1, 0, 3, [], ["icons/x/2/1_0.png"], []]]}]
+    assert data["meta"]["n_samples"] == 3 and data["labels"] == []
+
+
 def test_loads_offline_without_errors_and_icons_render(page, atlas_dir):
     levels = _levels(atlas_dir)
     level = int(page.attr("level"))

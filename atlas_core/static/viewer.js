@@ -35,7 +35,7 @@
     for (var k = 0; k < c[3].length; k += 2) if (c[3][k] === li) return c[3][k + 1];
     return 0;
   }
-  function cellIcon(c) { return c[4][state.renderer] || c[4].find(function (p) { return p; }); }
+  function cellIcon(c) { return c[4][state.renderer] || c[4].find(function (p) { return p; }) || null; }
   function matches(c) {
     for (var k = 0; k < c[3].length; k += 2) if (D.labels[c[3][k]].toLowerCase().indexOf(state.query) >= 0) return true;
     return false;
@@ -129,11 +129,14 @@
         box.dataset.i = c[0]; box.dataset.j = c[1];
         var mean = D.meta.n_samples / (lv.grid * lv.grid);
         var size = Math.max(2, 0.96 * cellPx * Math.min(1, Math.sqrt(c[2] / mean)));
-        var img = el("img");
-        img.alt = ""; img.width = img.height = Math.round(size); img.draggable = false; img.decoding = "async";
-        pending++;
-        img.onload = img.onerror = loaded;
-        img.src = src(cellIcon(c));
+        var path = cellIcon(c), img = el(path ? "img" : "div", path ? "" : "no-icon");
+        img.style.width = img.style.height = Math.round(size) + "px";
+        if (path) {
+          img.alt = ""; img.draggable = false; img.decoding = "async";
+          pending++;
+          img.onload = img.onerror = loaded;
+          img.src = src(path);
+        }
         box.appendChild(img);
         if (state.heat >= 0) {
           var h = el("div", "heat");
