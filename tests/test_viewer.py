@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,20 @@ _spec = importlib.util.spec_from_file_location("viewer_atlas", Path(__file__).wi
 viewer_atlas = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(viewer_atlas)
 HOSTILE = viewer_atlas.HOSTILE
+HOSTILE_MODEL = "<script>alert(2)</script>.onnx"
+HOSTILE_NAME = '"><img src=x onerror=alert(3)>'
 
 
 @pytest.fixture(scope="session")
 def atlas_dir(tmp_path_factory):
     pytest.importorskip("atlas_demo")
     out = viewer_atlas.make_atlas(tmp_path_factory.mktemp("viewer") / "atlas", n_images=240, grids=(6, 12, 24))
+    # hostile strings in every other place data reaches the page: the model name and image names
+    manifest = json.loads((out / "atlas.json").read_text())
+    manifest["model"] = HOSTILE_MODEL
+    (out / "atlas.json").write_text(json.dumps(manifest))
+    names = json.loads((out / "images.json").read_text())
+    (out / "images.json").write_text(json.dumps([HOSTILE_NAME + n if n.startswith("coffee") else n for n in names]))
     write_viewer(out)
     return out
 
@@ -192,6 +201,28 @@ def test_touch_pinch_zooms_and_tap_shows_a_cell(browser, atlas_dir):
     context.close()
 
 
+def test_keyboard_enter_pins_the_centre_cell(page):
+    page.focus("#map")
+    for _ in range(3):  # a few steps in, so that a cell surely lies at the centre; then the arrows move off it
+        page.keyboard.press("Equal")
+        page.wait_for_timeout(300)
+    for key in ("ArrowLeft", "ArrowUp", "ArrowRight", "ArrowDown", "ArrowLeft"):
+        page.keyboard.press("Enter")
+        if page.evaluate("!!document.querySelector('#info .meta')"):
+            break
+        page.keyboard.press(key)
+        page.wait_for_timeout(300)
+    assert "samples" in page.text_content("#info .meta")
+    assert "Pinned" in page.text_content("#info")
+
+
+def test_atlas_view_prints_the_page(atlas_dir):
+    import subprocess
+    atlas = Path(sys.executable).with_name("atlas")
+    out = subprocess.run([str(atlas), "view", str(atlas_dir), "--no-browser"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == (atlas_dir / "index.html").resolve().as_uri()
+
+
 def test_hover_shows_count_labels_and_marked_thumbnails(page):
     cell = _hover_cell(page, "c[2] >= 3 && c[5].length >= 3")
     page.wait_for_function("document.querySelector('#info .meta')")
@@ -206,6 +237,10 @@ def test_hostile_label_stays_text(page):
     _hover_cell(page, f"window.ATLAS_DATA.labels[c[3][0]] === {json.dumps(HOSTILE)}")
     page.wait_for_function("document.querySelector('#info h2')")
     assert page.text_content("#info h2") == HOSTILE
+    captions = page.eval_on_selector_all("#info figcaption", "els => els.map(e => e.textContent)")
+    assert any(c.startswith(HOSTILE_NAME) for c in captions)
+    assert HOSTILE_MODEL in page.text_content("h1") and HOSTILE_MODEL in page.title()
+    assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
     assert page.evaluate("document.querySelectorAll('img[src=\"x\"], img[src$=\"/x\"]').length") == 0
     page.wait_for_timeout(200)
     assert page.dialogs == [] and page.errors == []

@@ -206,12 +206,18 @@
     mark(hit);
     if (hit) showCell(hit, false);
   });
-  map.on("click", function (e) {
-    var hit = cellAt(e.latlng);
+  function pin(latlng) {
+    var hit = cellAt(latlng);
     state.pinned = hit;
     state.hover = null;
     mark(hit);
     if (hit) showCell(hit, true);
+  }
+  map.on("click", function (e) { pin(e.latlng); });
+  // keyboard: Enter pins the cell at the centre of the view, Escape releases it
+  map.getContainer().addEventListener("keydown", function (e) {
+    if (e.key === "Enter") pin(map.getCenter());
+    else if (e.key === "Escape") { state.pinned = null; outline.remove(); }
   });
   map.on("zoomstart", function () { if (!state.pinned) outline.remove(); });
   map.on("zoomend", function () { if (state.pinned && state.pinned.grid !== levels[currentLevel()].grid) { state.pinned = null; outline.remove(); } });
