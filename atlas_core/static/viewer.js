@@ -307,6 +307,7 @@
   $("heat").addEventListener("change", function () {
     state.heat = this.value === "" ? -1 : +this.value;
     $("map").classList.toggle("heating", state.heat >= 0);
+    $("heat-legend").hidden = state.heat < 0;
     layer.redraw();
   });
   if (D.meta.renderers.length > 1) {
