@@ -97,7 +97,7 @@ def _data_uri(path: Path) -> str:
         base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def standalone_html(out_dir: Union[str, Path], max_mb: float = 40) -> str:
+def standalone_html(out_dir: Union[str, Path], max_mb: float = 16) -> str:
     """The viewer as one HTML document: scripts, styles, data and images inlined (as data: URIs).
 
     Levels are embedded coarse to fine while their icons fit in ``max_mb``; member thumbnails follow within the
@@ -114,6 +114,7 @@ def standalone_html(out_dir: Union[str, Path], max_mb: float = 40) -> str:
         budget -= size
         files.update({p: _data_uri(out / p) for p in paths})
         kept.append(level)
+    data["meta"]["levels_left_out"] = len(data["levels"]) - len(kept)
     data["levels"] = kept
     for level in kept:
         for c in level["cells"]:
@@ -139,7 +140,7 @@ def standalone_html(out_dir: Union[str, Path], max_mb: float = 40) -> str:
 class AtlasView:
     """The viewer for a notebook: displays itself inline (an iframe whose document is the whole viewer)."""
 
-    def __init__(self, out_dir: Union[str, Path], height: int = 640, max_mb: float = 40):
+    def __init__(self, out_dir: Union[str, Path], height: int = 640, max_mb: float = 16):
         self.out_dir = Path(out_dir)
         self.height = height
         self.html = standalone_html(self.out_dir, max_mb=max_mb)
@@ -154,7 +155,7 @@ class AtlasView:
         return Path(path)
 
 
-def show(out_dir: Union[str, Path], height: int = 640, max_mb: float = 40) -> AtlasView:
+def show(out_dir: Union[str, Path], height: int = 640, max_mb: float = 16) -> AtlasView:
     """The viewer inline in a notebook (Jupyter, VS Code, Colab): as a cell's last expression it displays itself;
     elsewhere pass it to ``IPython.display.display``."""
     return AtlasView(out_dir, height=height, max_mb=max_mb)

@@ -131,6 +131,13 @@ def test_write_viewer_reads_a_minimal_manifest(tmp_path):
     assert data["meta"]["n_samples"] == 3 and data["labels"] == []
 
 
+def test_inline_view_leaves_out_levels_beyond_its_budget(atlas_dir):
+    html = show(atlas_dir, max_mb=0.01).html  # room for the coarsest level only (always kept)
+    data = json.loads(html[html.index("window.ATLAS_DATA = ") + 20:html.index(";\n</script>", html.index("window.ATLAS_DATA"))])
+    assert len(data["levels"]) == 1 and data["meta"]["levels_left_out"] == len(_levels(atlas_dir)) - 1
+    assert all(p in data["files"] for c in data["levels"][0]["cells"] for p in c[4])
+
+
 def test_loads_offline_without_errors_and_icons_render(page, atlas_dir):
     levels = _levels(atlas_dir)
     level = int(page.attr("level"))
@@ -269,7 +276,8 @@ def test_search_and_heatmap_and_renderer_switch(page):
 
 
 def test_notebook_show_renders_inline(browser, atlas_dir, tmp_path):
-    view = show(atlas_dir, height=500)
+    from atlas_core.atlas import Atlas
+    view = Atlas(atlas_dir).show(height=500)  # what a notebook cell calls
     # a notebook page: the cell output's HTML in an unrelated folder, so only inlined data can render
     (tmp_path / "notebook.html").write_text(f"<!doctype html><html><body>{view._repr_html_()}</body></html>")
     p = Page(browser, (tmp_path / "notebook.html").as_uri())

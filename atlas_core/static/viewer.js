@@ -179,7 +179,8 @@
     var k = currentLevel(), lv = levels[k];
     root.dataset.level = k; root.dataset.grid = lv.grid; root.dataset.cells = lv.cells.length;
     $("level-info").textContent = "level " + (k + 1) + " of " + levels.length + ": " + lv.grid + "\u00d7" + lv.grid +
-      " grid, " + lv.cells.length + " cells";
+      " grid, " + lv.cells.length + " cells" +
+      (D.meta.levels_left_out ? " (" + D.meta.levels_left_out + " finer levels only in the atlas folder's index.html)" : "");
     if (k !== state.level) { state.level = k; updateSearchInfo(); }
   }
   map.on("zoomend", showLevel);
