@@ -118,8 +118,26 @@ class OnnxModel:
 
     # -- more for users, tests and benchmarks ----------------------------------------------------
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """Canonical images to the model's input array: normalized, in its layout and dtype."""
-        x = self.input_spec.normalize(images)
+        """Canonical images to the model's input array: normalized, in its layout and dtype.
+
+        The same float32 arithmetic as ``InputSpec.normalize`` (bit for bit), image by image and in
+        place, which keeps the data in cache: several times faster on a batch of 224x224 images."""
+        spec = self.input_spec
+        images = np.asarray(images, dtype=np.float32)
+        n, h, w, c = images.shape
+        nchw = spec.layout == "NCHW"
+        x = np.empty((n, c, h, w) if nchw else (n, h, w, c), np.float32)
+        shape = (c, 1, 1) if nchw else (c,)
+        mean = np.asarray(spec.mean, np.float32).reshape(shape)
+        std = np.asarray(spec.std, np.float32).reshape(shape)
+        scale = np.float32(spec.scale)
+        for i in range(n):
+            out = x[i]
+            np.copyto(out, images[i].transpose(2, 0, 1) if nchw else images[i])
+            if scale != 1:
+                out *= scale
+            np.subtract(out, mean, out=out)
+            np.divide(out, std, out=out)
         if self._dtype == np.uint8:
             return np.clip(np.rint(x), 0, 255).astype(np.uint8)
         return x if self._dtype == np.float32 else x.astype(self._dtype)

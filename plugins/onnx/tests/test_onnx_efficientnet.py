@@ -50,6 +50,15 @@ def test_input_spec_from_graph_and_sidecar(dynamo):
     assert tuple(spec.mean) == IMAGENET_MEAN and tuple(spec.std) == IMAGENET_STD  # sidecar names the preset
 
 
+def test_prepare_is_the_input_spec_normalization(dynamo, variants, photos):
+    np.testing.assert_array_equal(dynamo.prepare(photos), dynamo.input_spec.normalize(photos))
+    other = open_model(variants["nhwc"], scale=255, mean="120,110,100", std="60")
+    assert other.input_spec.layout == "NHWC"
+    np.testing.assert_array_equal(other.prepare(photos), other.input_spec.normalize(photos))
+    with pytest.raises(UsageError, match="takes 224 channels"):  # a wrong layout override is caught
+        open_model(dynamo.path, layout="NHWC")
+
+
 def test_options_override_the_sidecar(dynamo_path):
     model = open_model(dynamo_path, mean="0.5", std="0.25,0.25,0.5", scale=2, threads=1, batch_size=3)
     assert tuple(model.input_spec.mean) == (0.5, 0.5, 0.5) and tuple(model.input_spec.std) == (0.25, 0.25, 0.5)
