@@ -26,7 +26,8 @@ HOSTILE_NAME = '"><img src=x onerror=alert(3)>'
 @pytest.fixture(scope="session")
 def atlas_dir(tmp_path_factory):
     pytest.importorskip("atlas_demo")
-    out = viewer_atlas.make_atlas(tmp_path_factory.mktemp("viewer") / "atlas", n_images=240, grids=(6, 12, 24))
+    out = viewer_atlas.make_atlas(tmp_path_factory.mktemp("viewer") / "atlas", n_images=240, per_image=3,
+                                  grids=(6, 12, 24))
     # hostile strings in every other place data reaches the page: the model name and image names
     manifest = json.loads((out / "atlas.json").read_text())
     manifest["model"] = HOSTILE_MODEL
@@ -145,6 +146,15 @@ def test_loads_offline_without_errors_and_icons_render(page, atlas_dir):
     n_icons = page.evaluate("[...document.querySelectorAll('.cell img')].filter(i => i.complete && i.naturalWidth > 0).length")
     assert n_icons >= 10
     assert _drawn(page.locator("#map").screenshot()) > 0.05, "the map looks blank"
+    # icon side / cell side against the reference's min(1, sqrt(n_cell / (total / grid^2)))
+    sizes = page.evaluate("""() => {
+        const lv = atlasViewer.levels[+document.documentElement.dataset.level], n = window.ATLAS_DATA.meta.n_samples;
+        return [...document.querySelectorAll('.cell')].filter(b => lv.byKey.has(+b.dataset.j * lv.grid + +b.dataset.i))
+            .map(b => [lv.byKey.get(+b.dataset.j * lv.grid + +b.dataset.i)[2] / (n / lv.grid ** 2),
+                       b.firstChild.getBoundingClientRect().width / b.getBoundingClientRect().width]); }""")
+    density, ratio = np.array(sizes).T
+    assert np.allclose(ratio, 0.96 * np.minimum(1, np.sqrt(density)), atol=0.05)
+    assert (density < 1).any() and (density >= 1).any()  # both regimes are on screen
     assert page.errors == [] and page.remote == [] and page.dialogs == []
 
 
