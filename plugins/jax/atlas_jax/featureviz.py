@@ -225,15 +225,22 @@ def make_optimizer(apply: Callable, icon_size: int, view_size: int, steps: int, 
     return jax.jit(run)
 
 
+_LOWERED: dict = {}
+
+
 def icon_function(model, layer: str):
     """A JAX function for the layer: the model's own, or its ONNX graph lowered to JAX."""
     if hasattr(model, "jax_function"):
         return model.jax_function(layer)
     if hasattr(model, "onnx_model"):
         from .model import OnnxJaxModel
-        lowered = OnnxJaxModel(model.onnx_model(), batch_size=getattr(model, "batch_size", 32))
-        lowered.input_spec = model.input_spec
-        return lowered.jax_function(layer)
+        cached = _LOWERED.get(id(model))
+        if cached is None or cached[0] is not model:
+            lowered = OnnxJaxModel(model.onnx_model(), batch_size=getattr(model, "batch_size", 32))
+            lowered.input_spec = model.input_spec
+            _LOWERED.clear()  # keep one: the model being drawn
+            _LOWERED[id(model)] = cached = (model, lowered)
+        return cached[1].jax_function(layer)
     raise UsageError(f"the {type(model).__name__} model cannot give gradients for feature visualization "
                      "(no jax_function or onnx_model); use --icons exemplar")
 
@@ -265,8 +272,11 @@ class FeatureVizRenderer:
                 raise UsageError(f"featureviz needs a square model input, got {model_size}")
             view_size = int(model_size[0])
         targets = whitened(directions, request.moment, bool(opts["whiten"]))
-        run = make_optimizer(fn.apply, size, view_size, steps, float(opts["p"]), float(opts["lr"]),
-                             bool(opts["transforms"]))
+        config = (size, view_size, steps, float(opts["p"]), float(opts["lr"]), bool(opts["transforms"]))
+        cache = fn.__dict__.setdefault("_optimizers", {})  # one compiled loop per configuration
+        if config not in cache:
+            cache[config] = make_optimizer(fn.apply, *config)
+        run = cache[config]
         rows = np.repeat(np.arange(n), attempts)  # row r optimizes direction rows[r]
         batch = min(batch, len(rows))
         key = jax.random.PRNGKey(int(request.seed))

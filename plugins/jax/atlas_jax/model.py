@@ -180,9 +180,14 @@ class _Model:
     def jax_function(self, layer: str) -> JaxFunction:
         """Differentiable JAX function: float32 NHWC [0, 1] images -> the layer's canonical activations."""
         self._check_layers([layer])
-        apply = self._images_apply((layer,))
-        return JaxFunction(lambda params, images: apply(params, images)[layer], self._device_params, layer,
-                           self.input_spec.size)
+        key = (layer, self.input_spec.layout, tuple(self.input_spec.mean), tuple(self.input_spec.std),
+               self.input_spec.scale)
+        cache = self.__dict__.setdefault("_functions", {})
+        if key not in cache:
+            apply = self._images_apply((layer,))
+            cache[key] = JaxFunction(lambda params, images: apply(params, images)[layer], self._device_params,
+                                     layer, self.input_spec.size)
+        return cache[key]
 
 
 class OnnxJaxModel(_Model):
