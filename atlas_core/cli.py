@@ -57,7 +57,7 @@ def cmd_layers(args) -> int:
         return 0
     width = max(len(layer.name) for layer in layers)
     for layer in layers:
-        shape = "x".join(map(str, layer.shape)) if layer.shape is not None else "?"
+        shape = "x".join("?" if d is None else str(d) for d in layer.shape) if layer.shape is not None else "?"
         print(f"{layer.name:<{width}}  {layer.op_type:<20} {shape}")
     print(f"# {len(layers)} layers; input {model.input_spec.layout} "
           f"{model.input_spec.size or 'any size'}; running on {model.provider}", file=sys.stderr)
