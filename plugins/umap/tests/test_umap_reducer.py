@@ -1,0 +1,115 @@
+"""The umap reducer: conformance kit, user mistakes, exact neighbours, real activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import atlas_umap.plugin
+from atlas_core import UsageError
+from atlas_core.testing import check_registration_is_lazy, check_reducer
+from atlas_umap.knn import exact_knn
+
+LAYER = "/_blocks.8/_swish_1/Clip_output_0"  # 14 x 14 x 480, after ReLU6
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Real activations of scikit-image's lfw_subset (100 faces, 100 non-faces) in EfficientNet-Lite0:
+    the 480-d vector at the centre of ``LAYER`` (one spatial sample per image, as in an atlas)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    atlas_demo = pytest.importorskip("atlas_demo")
+    source, labels = atlas_demo.lfw()
+    images = np.stack([source.load(i, (224, 224)) for i in range(len(source))])
+    model = onnx.load(str(atlas_demo.efficientnet_lite0_onnx("legacy")))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(LAYER, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    x = ((images - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)
+    acts = np.concatenate([session.run([LAYER], {"input": x[i:i + 50]})[0] for i in range(0, len(x), 50)])
+    return acts[:, :, 7, 7].copy(), np.array([label == "face" for label in labels])
+
+
+def knn_accuracy(Y, y, k=5):
+    """Leave-one-out k-NN accuracy of labels ``y`` in the space ``Y``."""
+    d = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    votes = y[np.argsort(d, axis=1)[:, :k]].mean(axis=1)
+    return float(((votes > 0.5) == y).mean())
+
+
+def test_registration_is_lazy():
+    check_registration_is_lazy("atlas_umap.plugin")
+
+
+def test_conformance(atlas_registry):
+    registry = atlas_registry(atlas_umap.plugin)
+    assert "umap" in registry.names("reducers")
+    check_reducer(registry.get("reducers", "umap").factory)
+
+
+def test_defaults_are_the_reference_notebook(atlas_registry):
+    est = atlas_registry(atlas_umap.plugin).reducer("umap", n_components=2, random_state=3)
+    assert (est.n_neighbors, est.min_dist, est.metric, est.random_state) == (20, 0.01, "cosine", 3)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"n_neighbors": 1}, "n_neighbors"),
+    ({"n_neighbors": 2.5}, "n_neighbors"),
+    ({"min_dist": -0.1}, "min_dist"),
+    ({"knn": "fast"}, "knn"),
+    ({"n_epochs": 0}, "n_epochs"),
+    ({"metric": "cosin"}, "did you mean cosine"),
+    ({"metric": "manhattan", "knn": "exact"}, "exact"),
+])
+def test_bad_parameters_raise_usage_error(atlas_registry, faces, params, message):
+    est = atlas_registry(atlas_umap.plugin).reducer("umap", random_state=0, **params)
+    with pytest.raises(UsageError, match=message) as info:
+        est.fit_transform(faces[0])
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_parameter_raises_usage_error(atlas_registry):
+    with pytest.raises(UsageError, match="unknown parameter 'n_neighbours' for reducer umap"):
+        atlas_registry(atlas_umap.plugin).reducer("umap", n_neighbours=15)
+
+
+def test_bad_samples_raise_usage_error(atlas_registry):
+    est = atlas_registry(atlas_umap.plugin).reducer("umap", random_state=0)
+    with pytest.raises(UsageError, match="at least 4 samples"):
+        est.fit_transform(np.ones((3, 8), np.float32))
+    with pytest.raises(UsageError, match="NaN"):
+        est.fit_transform(np.full((10, 8), np.nan, np.float32))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_knn_matches_brute_force(faces, metric):
+    X = faces[0]
+    idx, dist = exact_knn(X, 12, metric)
+    if metric == "cosine":
+        Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+        full = 1.0 - Z.astype(np.float64) @ Z.T.astype(np.float64)
+    else:
+        full = np.sqrt(((X[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1))
+    np.fill_diagonal(full, -1)
+    expected = np.sort(full, axis=1)[:, :12]
+    expected[:, 0] = 0
+    assert (idx[:, 0] == np.arange(len(X))).all(), "each sample must be its own first neighbour"
+    np.testing.assert_allclose(dist, expected, atol=2e-3 if metric == "euclidean" else 2e-5)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    # a blocked search gives the same neighbours as one block
+    idx2, _ = exact_knn(X, 12, metric, block_elements=7 * len(X))
+    assert np.array_equal(idx, idx2)
+
+
+def test_real_faces_and_non_faces_separate(atlas_registry, faces):
+    X, y = faces
+    est = atlas_registry(atlas_umap.plugin).reducer("umap", n_components=2, random_state=0)
+    Y = est.fit_transform(X)
+    assert Y.shape == (200, 2) and Y.dtype == np.float32
+    assert est.knn_method_ == "exact"
+    acc = knn_accuracy(Y, y)
+    assert acc >= 0.85, f"5-NN accuracy of faces vs non-faces in the 2-D layout is {acc:.2f} (chance 0.5)"
