@@ -6,6 +6,11 @@ get the same real images (demo views of the bundled photos, 224 px), the same ba
 same number of CPU threads. Runs alternate between the backends so that load from other processes
 hits both alike; the table gives medians over rounds.
 
+torch's CPU build uses GNU OpenMP, whose threads spin while they wait: on a machine with more busy
+threads than cores that collapses torch's throughput. Each configuration runs in its own process,
+once with OpenMP's default wait policy and once with ``OMP_WAIT_POLICY=PASSIVE`` (it must be set
+before torch is imported).
+
     .venv/bin/python benchmarks/bench_torch.py                   # 128 images, 3 rounds, 2 threads
     .venv/bin/python benchmarks/bench_torch.py --write           # also update docs/benchmarks.md
 """
@@ -13,9 +18,13 @@ hits both alike; the table gives medians over rounds.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,15 +50,8 @@ def rate(model, x, layer: str) -> float:
     return len(x) / (time.perf_counter() - t)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=128, help="images per run")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--write", action="store_true", help=f"replace the section {SECTION!r} of {DOC}")
-    args = ap.parse_args()
-
+def measure(args) -> dict:
+    """Throughput of both backends at every layer of LAYERS, in this process."""
     import atlas_demo
     import onnxruntime
     import torch
@@ -66,23 +68,56 @@ def main() -> None:
         for _ in range(args.rounds):
             t_rates.append(rate(tm, x, t_layer))
             o_rates.append(rate(om, x, o_layer))
-        t, o = statistics.median(t_rates), statistics.median(o_rates)
-        rows.append((what, t, o, t / o))
-        print(f"{what:<40} torch {t:6.1f} img/s   onnx {o:6.1f} img/s   torch/onnx {t / o:.2f}", flush=True)
+        rows.append([what, statistics.median(t_rates), statistics.median(o_rates)])
+    return {"rows": rows, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "load": os.getloadavg()[0]}
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=128, help="images per run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--write", action="store_true", help=f"replace the section {SECTION!r} of {DOC}")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+
+    results = {}
+    for policy in ("default", "PASSIVE"):
+        env = dict(os.environ)
+        env.pop("OMP_WAIT_POLICY", None)
+        if policy != "default":
+            env["OMP_WAIT_POLICY"] = policy
+        argv = [sys.executable, __file__, "--child", "--n", str(args.n), "--rounds", str(args.rounds),
+                "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+        results[policy] = json.loads(out.stdout.strip().splitlines()[-1])
+        for what, t, o in results[policy]["rows"]:
+            print(f"OMP {policy:<8} {what:<40} torch {t:6.1f} img/s   onnx {o:6.1f} img/s   "
+                  f"torch/onnx {t / o:.2f}", flush=True)
+
+    first = results["default"]
     table = [
         SECTION, "",
         f"EfficientNet-Lite0 (real ImageNet weights), {args.n} real demo images at 224 px, batch {args.batch_size}, "
-        f"{args.threads} CPU threads for both, {args.rounds} alternating rounds (medians), "
-        f"torch {torch.__version__} vs onnxruntime {onnxruntime.__version__} on the same model "
-        f"(the `onnx` backend runs `atlas_demo.efficientnet_lite0_onnx('dynamo')`), {platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d')}. `python benchmarks/bench_torch.py --write` reproduces it.", "",
-        "| layer | torch backend (img/s) | ONNX backend (img/s) | torch / ONNX |",
-        "|---|---:|---:|---:|",
-        *[f"| {what} | {t:.1f} | {o:.1f} | {r:.2f} |" for what, t, o, r in rows], "",
-        "The torch backend stops the forward pass once the asked-for layers are captured, so a mid layer costs "
-        "less than the whole model; the ONNX backend prunes its graph the same way. The machine is shared: "
-        "compare the ratio, not the absolute rates.", ""]
+        f"{args.threads} CPU threads for both, {args.rounds} alternating rounds (medians), torch {first['torch']} "
+        f"vs onnxruntime {first['onnxruntime']} on the same model (the `onnx` backend runs "
+        f"`atlas_demo.efficientnet_lite0_onnx('dynamo')`), {platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}. Each OpenMP wait policy ran in its own process. "
+        "`python benchmarks/bench_torch.py --write` reproduces it.", "",
+        "| torch's OpenMP wait policy | layer | torch backend (img/s) | ONNX backend (img/s) | torch / ONNX |",
+        "|---|---|---:|---:|---:|",
+        *[f"| {policy} (load {res['load']:.1f}) | {what} | {t:.1f} | {o:.1f} | {t / o:.2f} |"
+          for policy, res in results.items() for what, t, o in res["rows"]], "",
+        "The machine is shared (load is the 1-minute load average when the run ended, on "
+        f"{os.cpu_count()} cores): compare ratios within a row, not absolute rates across rows. torch's GNU "
+        "OpenMP threads spin while they wait; with more busy threads than cores they take the cores from each "
+        "other and torch's rate collapses, which `OMP_WAIT_POLICY=PASSIVE` (set before torch is imported) "
+        "avoids. The torch backend stops the forward pass once the asked-for layers are captured.", ""]
     if args.write:
         write_section("\n".join(table))
         print(f"wrote {SECTION!r} in {DOC}")
