@@ -248,9 +248,13 @@ class OnnxModel:
         probe = x[:1]  # fusion is decided per graph, not per batch: one image shows it
         want = self._exec((outputs, ()), probe)
 
+        # on CUDA two sessions of the untouched model can already differ in the last bits (cuDNN
+        # chooses its convolution algorithms per session): there, equal within rounding is the test
+        same = np.array_equal if self.provider == CPU else _close
+
         def exact(key, keep=True):
             got = self._exec(key, probe, keep=keep)
-            return all(np.array_equal(a, b) for a, b in zip(got, want))
+            return all(same(a, b) for a, b in zip(got, want))
 
         key = (outputs + taps, ())
         if exact(key):
