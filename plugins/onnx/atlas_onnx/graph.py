@@ -301,13 +301,23 @@ def tap(model: onnx.ModelProto, outputs: list, elem_types: dict, copies: Optiona
     for name in outputs:
         if name in declared:
             graph.output.append(declared[name])
-        else:
-            graph.output.append(onnx.helper.make_tensor_value_info(name, elem_types.get(name, 0), None))
+        elif elem_types.get(name):
+            graph.output.append(onnx.helper.make_tensor_value_info(name, elem_types[name], None))
+        else:  # type unknown: onnxruntime infers it
+            graph.output.append(onnx.ValueInfoProto(name=name))
     keep = needed_nodes(graph, outputs)
     if len(keep) < len(graph.node):
         nodes = [graph.node[i] for i in keep]
         del graph.node[:]
         graph.node.extend(nodes)
+        used = {n for node in nodes for n in node_inputs(node)} | set(outputs)
+        weights = [t for t in graph.initializer if t.name in used]
+        unused = {t.name for t in graph.initializer} - used
+        del graph.initializer[:]
+        graph.initializer.extend(weights)
+        inputs = [i for i in graph.input if i.name not in unused]
+        del graph.input[:]
+        graph.input.extend(inputs)
     if batch:
         for value in graph.input:
             if value.name == image_input:

@@ -75,7 +75,8 @@ def graph_only(path: Path) -> onnx.ModelProto:
 @pytest.fixture(scope="session")
 def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
     """Real-weight variants: ``batch1`` (legacy export with batch fixed to 1), ``nhwc`` (a channels-last
-    input transposed into the dynamo graph), ``open`` (dynamo graph with open height and width)."""
+    input transposed into the dynamo graph), ``contrib`` (an onnxruntime-only op first), ``open``
+    (dynamo graph with open height and width), ``constants`` (legacy export, weights as Constant nodes)."""
     root = tmp_path_factory.mktemp("variants")
     out = {}
 
@@ -97,6 +98,17 @@ def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
     m.graph.node.insert(0, transpose)
     out["nhwc"] = save_variant(root / "nhwc", m, dynamo_path)
 
+    m = graph_only(dynamo_path)  # the stem's Conv + Clip as onnxruntime's contrib FusedConv: onnx
+    conv, clip = m.graph.node[0], m.graph.node[1]  # cannot infer its shape, nor anything after it
+    fused = onnx.helper.make_node("FusedConv", list(conv.input), list(clip.output), name="stem",
+                                  domain="com.microsoft", activation="Clip", activation_params=[0.0, 6.0],
+                                  **{a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute})
+    del m.graph.node[:2]
+    m.graph.node.insert(0, fused)
+    m.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    del m.graph.value_info[:]
+    out["contrib"] = save_variant(root / "contrib", m, dynamo_path)
+
     m = graph_only(dynamo_path)
     shape = m.graph.input[0].type.tensor_type.shape
     shape.dim[2].Clear()
@@ -108,4 +120,12 @@ def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
     side = path.with_name(path.name + ".input.json")
     side.write_text('{"preset": "imagenet"}')
     out["open"] = path
+
+    m = onnx.load(str(legacy_path))
+    constants = [onnx.helper.make_node("Constant", [], [t.name], value=t, name=f"const_{t.name}")
+                 for t in m.graph.initializer]
+    del m.graph.initializer[:]
+    for node in reversed(constants):
+        m.graph.node.insert(0, node)
+    out["constants"] = save_variant(root / "constants", m, legacy_path)
     return out

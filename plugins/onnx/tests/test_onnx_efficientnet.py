@@ -171,3 +171,16 @@ def test_open_from_a_model_proto(legacy_path, legacy, photos):
     assert model.path is None and model.onnx_model() is proto
     np.testing.assert_array_equal(model.activations(photos[:2], ["logits"])["logits"],
                                   legacy.activations(photos[:2], ["logits"])["logits"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                    reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_cuda_matches_cpu(dynamo_path, dynamo, photos):
+    gpu = open_model(dynamo_path)  # CUDA by default when onnxruntime-gpu is there
+    assert gpu.provider == "CUDAExecutionProvider", "onnxruntime-gpu fell back to CPU: is the GPU visible?"
+    names = ["hardtanh_20", "getitem_69", "logits"]
+    a, b = gpu.activations(photos, names), dynamo.activations(photos, names)
+    for name in names:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-2 * np.abs(b[name]).max(), err_msg=name)
+    assert (a["logits"].argmax(1) == b["logits"].argmax(1)).all()

@@ -50,6 +50,30 @@ def test_open_spatial_size(variants, dynamo, photos):
     assert sized.input_spec.size == (48, 192) and sized.layer("hardtanh_20").shape == (3, 12, 672)
 
 
+def test_shapes_inference_cannot_give_are_measured(variants, dynamo, photos):
+    model = open_model(variants["contrib"], threads=2)
+    layers = model.layers()
+    assert layers[0].name == "hardtanh" and layers[0].op_type == "FusedConv"
+    want = {layer.name: layer.shape for layer in dynamo.layers()}
+    assert all(layer.shape == want[layer.name] for layer in layers)
+    assert len(layers) == len(want) - 1  # the fused Conv's own output is gone
+    got = model.activations(photos[:2], ["hardtanh", "hardtanh_20", "logits"])
+    ref = dynamo.activations(photos[:2], ["hardtanh", "hardtanh_20", "logits"])
+    for name in got:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-4)
+
+
+def test_weights_as_constant_nodes(variants, legacy, photos):
+    model = open_model(variants["constants"], threads=2)
+    assert not model.onnx_model().graph.initializer
+    assert [x.name for x in model.layers()] == [x.name for x in legacy.layers()]  # Constants are not layers
+    mid = "/_blocks.9/Add_output_0"
+    got = model.activations(photos[:2], [mid, "logits"])
+    ref = legacy.activations(photos[:2], [mid, "logits"])
+    np.testing.assert_allclose(got[mid], ref[mid], atol=1e-5)
+    np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Real photos saved as JPEG, grey PNG, 16-bit PNG and RGBA PNG, plus one file that is not an image."""
