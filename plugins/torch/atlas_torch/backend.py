@@ -36,6 +36,8 @@ def resolve_import_path(path: str):
     if not IMPORT_PATH.match(path):
         raise UsageError(f"model import path must look like package.module:function, got {path!r}")
     module_name, attr_path = path.split(":", 1)
+    if "torch" not in sys.modules:  # torch's OpenMP reads this when it loads; see docs/torch.md
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if os.getcwd() not in sys.path and "" not in sys.path:  # as uvicorn does: modules in the working folder
         sys.path.insert(0, os.getcwd())
     try:

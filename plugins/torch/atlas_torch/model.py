@@ -230,12 +230,16 @@ class TorchModel:
     def onnx_model(self, layers=None, exporter: str = "dynamo"):
         """The module exported to ONNX in memory, with every layer (or those in ``layers``) as a graph output.
 
+        By default the outputs are ``output`` (the model's) first, then every other layer in graph order.
         Graph input ``input``: the normalized batch in ``input_spec.layout``, batch dimension dynamic.
         Graph outputs are named by layer name and keep torch's layout (N, C, H, W) or (N, C).
         ``exporter`` is ``dynamo`` (torch.export + onnxscript, falls back to ``legacy`` if it fails) or
         ``legacy`` (TorchScript tracing). The result is cached per layer set.
         """
-        names = [layer.name for layer in self._layers] if layers is None else list(dict.fromkeys(layers))
+        if layers is None:  # the model's output first: readers take the first graph output as the model's
+            first = [self.output] if self.output else []
+            layers = first + [lay.name for lay in self._layers if lay.name != self.output]
+        names = list(dict.fromkeys(layers))
         keys = [self._tap(name) for name in names]
         cache_key = (tuple(names), exporter)
         if cache_key not in self._onnx:

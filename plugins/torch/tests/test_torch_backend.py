@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 import atlas_demo
 from atlas_core import IMAGENET_MEAN, IMAGENET_STD, UsageError
 from atlas_core.images import resize
+from atlas_core.models import open_model
+from atlas_core.plugins import load
 from atlas_core.testing import check_backend, check_registration_is_lazy
 
 import atlas_torch.plugin
@@ -64,8 +67,6 @@ def photos():
 @pytest.fixture(scope="session")
 def onnx_reference(photos):
     """Activations of the same model exported to ONNX, run by the onnx backend (onnxruntime)."""
-    from atlas_core.models import open_model
-    from atlas_core.plugins import load
     if "onnx" not in load().names("backends"):
         pytest.skip("needs the onnx backend (pip install ./plugins/onnx)")
     model = open_model(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), backend="onnx", threads=2)
@@ -233,6 +234,17 @@ def test_bad_import_paths(path, expected):
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
+def test_import_path_sets_passive_openmp_waiting_unless_the_user_chose():
+    code = ("import os; from atlas_torch.backend import resolve_import_path;"
+            "m = resolve_import_path('torch.nn:Identity'); print(type(m).__name__, os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["Identity", "PASSIVE"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
+    assert out.stdout.split() == ["Identity", "ACTIVE"]
+
+
 def test_import_path_from_working_folder(tmp_path, monkeypatch):
     (tmp_path / "my_nets.py").write_text(
         "import torch\n"
@@ -286,7 +298,8 @@ def test_cuda_matches_cpu(photos):
 def test_onnx_model_names_every_layer(model, photos):
     import onnxruntime as ort
     proto = model.onnx_model()
-    assert [o.name for o in proto.graph.output] == [lay.name for lay in model.layers()]
+    names = [lay.name for lay in model.layers()]
+    assert [o.name for o in proto.graph.output] == ["output"] + names[:-1]  # the model's output first
     assert [i.name for i in proto.graph.input] == ["input"]
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     names = ["_blocks.10", "_swish#1", "output"]
@@ -296,6 +309,11 @@ def test_onnx_model_names_every_layer(model, photos):
         o = o.transpose(0, 2, 3, 1) if o.ndim == 4 else o
         assert max_rel(o, acts[name]) < 1e-4, name
     assert model.onnx_model() is proto  # cached
+    if "onnx" in load().names("backends"):  # the export opened by the onnx backend keeps the torch names
+        opened = open_model(proto, backend="onnx", preset="imagenet")
+        assert opened.output == "output"
+        again = opened.activations(photos[:2], ["_blocks.10"])["_blocks.10"]
+        assert max_rel(again, acts["_blocks.10"][:2]) < 1e-4
 
 
 def test_jax_lowering_of_the_export_gives_the_same_activations_and_gradients(model, photos):
