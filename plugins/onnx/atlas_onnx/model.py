@@ -262,22 +262,24 @@ class OnnxModel:
         likely = tuple(t for t in taps if self._info.fusable(t))
         if likely and exact((outputs + taps, likely)):
             return [((outputs + taps, likely), outputs + taps)]
-        culprits: list = []
-        groups = [taps[len(taps) // 2:], taps[:len(taps) // 2]] if len(taps) > 1 else []
+        # bisect the others: a group whose taps keep the outputs exact holds no culprit
+        culprits = list(likely)
+        rest = tuple(t for t in taps if t not in likely)
+        groups = [rest[len(rest) // 2:], rest[:len(rest) // 2]] if len(rest) > 1 else [rest]
         tries = 0
-        while groups and tries < MAX_PROBES:  # bisect: a group that keeps the outputs holds no culprit
+        while groups and tries < MAX_PROBES:
             group = groups.pop()
+            if not group:
+                continue
             tries += 1
-            if not group or exact((outputs + group, ()), keep=False):
+            if exact((outputs + group, ()), keep=False):
                 continue
             if len(group) == 1:
                 culprits.append(group[0])
             else:
                 groups += [group[len(group) // 2:], group[:len(group) // 2]]
-        if not groups and len(taps) == 1:
-            culprits = list(taps)
-        key = (outputs + taps, tuple(culprits))
-        if culprits and not groups and exact(key):
+        key = (outputs + taps, tuple(t for t in taps if t in culprits))
+        if not groups and key[1] and exact(key):
             return [(key, key[0])]
         return [((outputs, ()), outputs), ((taps, ()), taps)]
 

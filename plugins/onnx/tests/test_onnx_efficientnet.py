@@ -120,6 +120,21 @@ def test_outputs_stay_exactly_what_an_untouched_session_returns(export, photos):
     want = untouched.run(None, {export.input_name: export.prepare(photos)})[0]
     got = export.activations(photos, names[::7] + ["logits"])["logits"]
     assert np.array_equal(got, want)
+    (key, _), = export._plans[tuple(names[::7] + ["logits"])]  # one graph, fused taps computed by copies
+    assert key[1] and set(key[1]) < set(names[::7])
+
+
+def test_outputs_stay_exact_in_two_graphs_when_copies_are_not_tried(legacy_path, legacy, photos, monkeypatch):
+    import atlas_onnx.model
+    monkeypatch.setattr(atlas_onnx.model, "MAX_PROBES", 0)
+    model = open_model(legacy_path, threads=2)
+    names = ("/_conv_head/Conv_output_0", "logits")  # fused into its Clip and pooling in NCHWc blocks
+    acts = model.activations(photos[:3], names)
+    assert len(model._plans[names]) == 2
+    untouched = ort.InferenceSession(str(legacy_path), providers=["CPUExecutionProvider"])
+    assert np.array_equal(acts["logits"], untouched.run(None, {"input": legacy.prepare(photos[:3])})[0])
+    alone = legacy.activations(photos[:3], names[:1])[names[0]]
+    np.testing.assert_allclose(acts[names[0]], alone, rtol=1e-6, atol=1e-6)
 
 
 def test_both_exports_agree(dynamo, legacy, photos):

@@ -10,6 +10,9 @@ from atlas_core import UsageError
 from atlas_core.dump import dump_activations
 from atlas_core.images import FolderSource, open_source, resize
 from atlas_core.models import open_model
+from atlas_core.testing import check_backend
+
+from atlas_onnx.plugin import OnnxBackend
 
 
 def test_batch_fixed_to_one_is_batched_after_checking(variants, legacy, photos):
@@ -48,6 +51,8 @@ def test_open_spatial_size(variants, dynamo, photos):
     assert at_big["logits"][0].argmax() in range(281, 286)  # still a cat
     sized = open_model(variants["open"], size="48,192")
     assert sized.input_spec.size == (48, 192) and sized.layer("hardtanh_20").shape == (3, 12, 672)
+    check_backend(OnnxBackend(), str(variants["open"]), images=photos[:2], size=(224, 224), threads=2)
+    check_backend(OnnxBackend(), str(variants["nhwc"]), images=photos[:2], threads=2)
 
 
 def test_shapes_inference_cannot_give_are_measured(variants, dynamo, photos):
