@@ -56,15 +56,17 @@ def test_seed_makes_it_reproducible(lite0, cells):
 
 
 def test_optimizing_raises_fidelity(lite0, cells):
-    """Icons seen as the atlas sees them (resized to 224) point along their directions: fidelity
-    after 24 steps is well above that of the starting images (0 steps)."""
+    """Icons seen as the atlas sees them (resized to 224) point along their directions: fidelity after
+    24 steps is well above that of the starting images (0 steps); without the whitening and the
+    transforms the icons reach the direction itself closely."""
     directions = cells[0]
     before = FeatureVizRenderer().render(request(lite0, cells, steps=0, view="input", icon_size=48)[0])
     after = FeatureVizRenderer().render(request(lite0, cells, steps=24, view="input", icon_size=48)[0])
-    f0 = icon_fidelity(lite0, LAYER, before, directions)
-    f1 = icon_fidelity(lite0, LAYER, after, directions)
+    plain = FeatureVizRenderer().render(request(lite0, cells, steps=24, view="input", icon_size=48,
+                                                whiten=False, transforms=False)[0])
+    f0, f1, f2 = (icon_fidelity(lite0, LAYER, icons, directions) for icons in (before, after, plain))
     assert np.median(f1) > np.median(f0) + 0.2, (f0, f1)
-    assert np.median(f1) > 0.5, f1
+    assert np.median(f2) > 0.7, f2
 
 
 def test_lowers_a_model_that_only_gives_its_onnx_graph(lite0, cells, dynamo_path):
