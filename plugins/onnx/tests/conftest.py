@@ -76,7 +76,8 @@ def graph_only(path: Path) -> onnx.ModelProto:
 def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
     """Real-weight variants: ``batch1`` (legacy export with batch fixed to 1), ``nhwc`` (a channels-last
     input transposed into the dynamo graph), ``contrib`` (an onnxruntime-only op first), ``open``
-    (dynamo graph with open height and width), ``constants`` (legacy export, weights as Constant nodes)."""
+    (dynamo graph with open height and width), ``constants`` (legacy export, weights as Constant nodes),
+    ``tokens`` (a rank-3 tensor: the head's map as a sequence of tokens)."""
     root = tmp_path_factory.mktemp("variants")
     out = {}
 
@@ -120,6 +121,13 @@ def variants(tmp_path_factory, dynamo_path, legacy_path) -> dict:
     side = path.with_name(path.name + ".input.json")
     side.write_text('{"preset": "imagenet"}')
     out["open"] = path
+
+    m = graph_only(dynamo_path)  # the head's 7x7 map as 49 tokens of 1280 channels, a dead branch
+    shape = onnx.numpy_helper.from_array(np.array([0, 1280, -1], np.int64), "token_shape")
+    m.graph.initializer.append(shape)
+    m.graph.node.extend([onnx.helper.make_node("Reshape", ["hardtanh_32", "token_shape"], ["tokens_cl"]),
+                         onnx.helper.make_node("Transpose", ["tokens_cl"], ["tokens"], perm=[0, 2, 1])])
+    out["tokens"] = save_variant(root / "tokens", m, dynamo_path)
 
     m = onnx.load(str(legacy_path))
     constants = [onnx.helper.make_node("Constant", [], [t.name], value=t, name=f"const_{t.name}")

@@ -74,7 +74,7 @@ def test_not_an_onnx_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def external(tmp_path_factory, dynamo_path):
+def external(dynamo_path):
     """The dynamo export's graph, to be saved with edited external-data locations."""
     return onnx.load(str(dynamo_path), load_external_data=False)
 

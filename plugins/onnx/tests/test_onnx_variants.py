@@ -79,6 +79,15 @@ def test_weights_as_constant_nodes(variants, legacy, photos):
     np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-5)
 
 
+def test_rank_three_tokens(variants, dynamo, photos):
+    model = open_model(variants["tokens"], threads=2)
+    assert model.layer("tokens").shape == (1, 49, 1280) and model.layer("tokens_cl").shape == (1, 1280, 49)
+    got = model.activations(photos[:2], ["tokens", "logits"])
+    head = dynamo.activations(photos[:2], ["hardtanh_32"])["hardtanh_32"]  # NHWC 7x7x1280
+    np.testing.assert_allclose(got["tokens"], head.reshape(2, 1, 49, 1280), atol=1e-5)
+    assert model.output == "logits"
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Real photos saved as JPEG, grey PNG, 16-bit PNG and RGBA PNG, plus one file that is not an image."""
