@@ -64,28 +64,20 @@ def receptive_field(model, layer: str, coverage: float = 0.9, seed: int = 0) -> 
 
 
 def patch(image: np.ndarray, y: int, x: int, rf: dict, icon_size: int) -> Image.Image:
-    """The square receptive-field patch around layer position (y, x).
+    """The square receptive-field patch centred on layer position (y, x).
 
-    The window is shifted to lie inside the image where it fits; beyond that it is white.
+    Beyond the image's edge the patch is filled by mirroring the image, so that
+    the sample stays at the icon's centre (where fidelity is measured) and the
+    icon has no blank margins.
     """
-    H, W = image.shape[:2]
     if y < 0:  # pooled sample: the whole image
         crop = image
     else:
         side = int(round(max(rf["size"])))
-        cy = (y + 0.5) * rf["stride"][0]
-        cx = (x + 0.5) * rf["stride"][1]
-        y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
-        # keep the window inside the image where it fits: a real neighbourhood, not white margins
-        if side <= H:
-            y0 = min(max(y0, 0), H - side)
-        if side <= W:
-            x0 = min(max(x0, 0), W - side)
-        crop = np.ones((side, side, 3), np.float32)
-        sy0, sx0 = max(0, y0), max(0, x0)
-        sy1, sx1 = min(H, y0 + side), min(W, x0 + side)
-        if sy1 > sy0 and sx1 > sx0:
-            crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+        y0 = int(round((y + 0.5) * rf["stride"][0] - side / 2))
+        x0 = int(round((x + 0.5) * rf["stride"][1] - side / 2))
+        padded = np.pad(image, ((side, side), (side, side), (0, 0)), mode="symmetric")
+        crop = padded[y0 + side:y0 + 2 * side, x0 + side:x0 + 2 * side]
     small = resize(crop, (icon_size, icon_size))
     return Image.fromarray((small * 255 + 0.5).astype(np.uint8), mode="RGB")
 
