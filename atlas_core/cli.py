@@ -154,6 +154,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("atlas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. atlas layers MODEL | head
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

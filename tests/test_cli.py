@@ -32,3 +32,10 @@ def test_missing_model_is_one_line_error():
 def test_bad_size_is_one_line_error():
     out = run("layers", "/nonexistent/model.onnx", "--size", "abc")
     assert out.returncode == 2 and "--size" in out.stderr or "not found" in out.stderr
+
+
+def test_layers_into_a_closed_pipe_is_quiet():
+    import atlas_demo
+    model = atlas_demo.efficientnet_lite0_onnx("dynamo")
+    out = subprocess.run(f"'{ATLAS}' layers '{model}' | head -1", shell=True, capture_output=True, text=True)
+    assert out.stdout.count("\n") == 1 and "Traceback" not in out.stderr
