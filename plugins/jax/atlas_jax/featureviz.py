@@ -179,12 +179,13 @@ def whitened(directions: np.ndarray, moment: Optional[np.ndarray], whiten: bool 
 
 
 # -- the optimizer ------------------------------------------------------------------------------
-def make_optimizer(apply: Callable, icon_size: int, view_size: int, steps: int, p: float, lr: float,
+def make_optimizer(apply: Callable, icon_size: int, view_size: int, p: float, lr: float,
                    transforms: bool = True):
-    """A jitted ``run(params, spectrum, targets, key) -> (spectrum, final objective)``.
+    """A jitted ``run(params, spectrum, targets, key, steps) -> (spectrum, final objective)``.
 
-    ``steps`` Adam steps on all rows at once (one compiled loop); the final objective is
-    measured on the untransformed icon as the model sees it.
+    ``steps`` Adam steps on all rows at once (one compiled loop; the step count is an argument,
+    so it does not recompile); the final objective is measured on the untransformed icon as the
+    model sees it.
     """
     import jax
     import jax.numpy as jnp
@@ -207,7 +208,7 @@ def make_optimizer(apply: Callable, icon_size: int, view_size: int, steps: int, 
     grad = jax.grad(loss)
     b1, b2, eps = 0.9, 0.999, 1e-8
 
-    def run(params, spectrum, targets, key):
+    def run(params, spectrum, targets, key, steps):
         def step(i, state):
             x, m, v = state
             g = grad(x, params, targets, jax.random.fold_in(key, i))
@@ -272,7 +273,7 @@ class FeatureVizRenderer:
                 raise UsageError(f"featureviz needs a square model input, got {model_size}")
             view_size = int(model_size[0])
         targets = whitened(directions, request.moment, bool(opts["whiten"]))
-        config = (size, view_size, steps, float(opts["p"]), float(opts["lr"]), bool(opts["transforms"]))
+        config = (size, view_size, float(opts["p"]), float(opts["lr"]), bool(opts["transforms"]))
         cache = fn.__dict__.setdefault("_optimizers", {})  # one compiled loop per configuration
         if config not in cache:
             cache[config] = make_optimizer(fn.apply, *config)
@@ -290,7 +291,7 @@ class FeatureVizRenderer:
             idx = np.concatenate([idx, np.repeat(idx[:1], batch - real)])  # one compiled shape
             k_init, k_run = jax.random.split(jax.random.fold_in(key, b))
             spectrum = init_spectrum(k_init, batch, size)
-            spectrum, final = run(fn.params, spectrum, jnp.asarray(targets[idx]), k_run)
+            spectrum, final = run(fn.params, spectrum, jnp.asarray(targets[idx]), k_run, np.int32(steps))
             pixels = np.asarray(to_image(spectrum, scale))
             final = np.asarray(final)
             for r in range(real):
