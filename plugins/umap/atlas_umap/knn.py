@@ -13,12 +13,13 @@ import numpy as np
 METRICS = ("cosine", "euclidean")
 
 
-def exact_knn(X: np.ndarray, k: int, metric: str = "cosine", block_elements: int = 1 << 25):
+def exact_knn(X: np.ndarray, k: int, metric: str = "cosine", block_elements: int = 1 << 23):
     """The ``k`` nearest neighbours of every row of ``X`` among all rows, itself first.
 
     Returns ``(indices int32 (n, k), distances float32 (n, k))`` sorted by distance;
     column 0 is the row itself at distance 0. Ties are broken by index, so the
     result is deterministic. Cosine distance of a zero row to any row is 1.
+    Memory: about 12 bytes x ``block_elements`` beyond the inputs and outputs.
     """
     if metric not in METRICS:
         raise ValueError(f"exact_knn supports {METRICS}, not {metric!r}")
@@ -38,10 +39,13 @@ def exact_knn(X: np.ndarray, k: int, metric: str = "cosine", block_elements: int
     for start in range(0, n, block):
         stop = min(n, start + block)
         rows = np.arange(stop - start)
+        D = Z[start:stop] @ Z.T  # in place from here: one block of n floats at a time
         if metric == "cosine":
-            D = 1.0 - Z[start:stop] @ Z.T  # cosine distance
+            np.subtract(1.0, D, out=D)
         else:
-            D = sq[start:stop, None] + sq[None, :] - 2.0 * (Z[start:stop] @ Z.T)
+            D *= -2.0
+            D += sq[start:stop, None]
+            D += sq[None, :]
         D[rows, rows + start] = -1.0  # the row itself comes first
         part = np.argpartition(D, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(rows), 1))
         d = np.take_along_axis(D, part, axis=1)
