@@ -1,6 +1,10 @@
-"""The umap reducer: conformance kit, user mistakes, exact neighbours, real activations."""
+"""The umap reducer: conformance kit, user mistakes, exact neighbours, real activations, numba cache."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -113,3 +117,33 @@ def test_real_faces_and_non_faces_separate(atlas_registry, faces):
     assert est.knn_method_ == "exact"
     acc = knn_accuracy(Y, y)
     assert acc >= 0.85, f"5-NN accuracy of faces vs non-faces in the 2-D layout is {acc:.2f} (chance 0.5)"
+
+
+CHILD = r"""
+import json, os, sys
+import numpy as np
+from atlas_umap.compile import prepare
+prepare()
+from numba.core import event
+from atlas_umap.reducer import UMAPReducer
+X = np.load(sys.argv[1])
+with event.install_recorder("numba:compile") as rec:
+    UMAPReducer(random_state=0, n_epochs=20).fit_transform(X)
+names = sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in rec.buffer if e.is_start})
+print(json.dumps({"compiled": names, "cache": os.environ.get("NUMBA_CACHE_DIR")}))
+"""
+
+
+def _fit_in_fresh_process(path):
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_later_process_compiles_nothing(faces, tmp_path):
+    """What a second ``atlas build`` pays: the reducer's numba code comes from the persistent cache."""
+    np.save(tmp_path / "X.npy", faces[0])
+    first = _fit_in_fresh_process(tmp_path / "X.npy")  # fills the cache if this machine never did
+    second = _fit_in_fresh_process(tmp_path / "X.npy")
+    assert second["cache"], "the plugin must point numba at a persistent cache folder"
+    assert second["compiled"] == [], f"a later process still compiled {second['compiled']} (first: {first})"
