@@ -7,13 +7,14 @@ spatial positions per image of the demo photo views. Activations are cached unde
 ``~/.cache/actatlas/bench``.
 
     .venv/bin/python benchmarks/bench_umap.py              # 10,000 samples, 2 rounds
-    .venv/bin/python benchmarks/bench_umap.py --n 3000 --rounds 1
+    .venv/bin/python benchmarks/bench_umap.py --n 3000 --rounds 1 --variants plugin
 
-Modes (each in its own fresh process):
-  cold    the plugin's numba cache folder is empty (first ``atlas build`` ever)
-  second  the cache folder left by the previous run (every later ``atlas build``)
-  warm    a second fit in the same process (nothing left to compile): the floor
-  stock   plain ``umap.UMAP`` with numba's default (no persistent cache): before the fix
+Each variant runs twice in fresh processes sharing one private numba cache folder:
+  cold    the cache folder is empty (a user's first ``atlas build``)
+  second  the folder the cold run left (every later ``atlas build``); it fits twice, and its
+          second fit is ``warm``: nothing left to compile, the floor a later run can reach.
+Variants: ``stock`` plain umap.UMAP (the issue's baseline, NUMBA_CACHE_DIR set), ``plugin``
+the ``umap`` reducer, ``approx`` the reducer with ``knn="approximate"`` (pynndescent).
 """
 
 from __future__ import annotations
@@ -75,40 +76,45 @@ import json, os, sys, time
 t0 = time.perf_counter()
 import numpy as np
 X = np.load(sys.argv[1])
-mode = sys.argv[2]
-t_start = time.perf_counter()
-if mode == "stock":
+variant, fits = sys.argv[2], int(sys.argv[3])
+t = time.perf_counter()
+if variant == "stock":
     import umap
-    t_import = time.perf_counter() - t_start
-    fit = lambda: umap.UMAP(n_neighbors=50, min_dist=0.05, metric="cosine", random_state=0).fit_transform(X)
+    make = lambda: umap.UMAP(n_neighbors=20, min_dist=0.01, metric="cosine", random_state=0)
 else:
     from atlas_core.plugins import get_registry
-    est = lambda: get_registry().reducer("umap", n_components=2, random_state=0)
-    import atlas_umap.compile as c
-    c.prepare()
-    import umap
-    t_import = time.perf_counter() - t_start
-    fit = lambda: est().fit_transform(X)
-t = time.perf_counter(); Y = fit(); t_fit = time.perf_counter() - t
-out = {"import": t_import, "fit": t_fit, "total": time.perf_counter() - t0, "checksum": float(np.abs(Y).sum())}
-if mode == "warm":
-    t = time.perf_counter(); fit(); out["warm_fit"] = time.perf_counter() - t
-print(json.dumps(out))
+    from atlas_umap.compile import prepare
+    prepare()
+    knn = "approximate" if variant == "approx" else "auto"
+    make = lambda: get_registry().reducer("umap", n_components=2, random_state=0, knn=knn)
+t_import = time.perf_counter() - t
+from numba.core import event
+times, compiled = [], []
+for i in range(fits):
+    with event.install_recorder("numba:compile") as rec:
+        t = time.perf_counter()
+        Y = make().fit_transform(X)
+        times.append(time.perf_counter() - t)
+    compiled.append(len({id(e.data["dispatcher"]) for _, e in rec.buffer if e.is_start}))
+print(json.dumps({"import": t_import, "fits": times, "compiled": compiled,
+                  "total": time.perf_counter() - t0}))
 """
 
+VARIANTS = {
+    "stock": "umap.UMAP(20, 0.01, cosine) with NUMBA_CACHE_DIR set (the issue's baseline)",
+    "plugin": "the umap reducer: exact kNN (auto at this size) + persistent cache + caching enabled",
+    "approx": "the umap reducer with knn='approximate' (pynndescent, as above 20,000 samples)",
+}
 
-def run_child(data: Path, mode: str, cache_dir: Path, extra_env=None) -> dict:
+
+def run_child(data: Path, variant: str, fits: int, cache_dir: Path) -> dict:
     env = dict(os.environ)
-    env["ATLAS_NUMBA_CACHE_DIR"] = str(cache_dir)
-    env.pop("NUMBA_CACHE_DIR", None)
-    if mode == "stock":
-        env["NUMBA_CACHE_DIR"] = str(cache_dir)  # stock numba with a (fresh) persistent cache dir
-    env.update(extra_env or {})
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)  # a private cache: cold means empty
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(data), mode], env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(data), variant, str(fits)], env=env,
+                         capture_output=True, text=True)
     if out.returncode:
-        raise RuntimeError(f"{mode} child failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{variant} child failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process"] = time.perf_counter() - t
     return result
@@ -117,47 +123,53 @@ def run_child(data: Path, mode: str, cache_dir: Path, extra_env=None) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="number of samples (default 10,000)")
-    ap.add_argument("--rounds", type=int, default=2, help="repeat the whole sequence (default 2)")
-    ap.add_argument("--no-stock", action="store_true", help="skip the stock umap (before-fix) baseline")
+    ap.add_argument("--rounds", type=int, default=2, help="repeat every measurement (default 2)")
+    ap.add_argument("--variants", default="stock,plugin,approx", help="comma-separated: " + ", ".join(VARIANTS))
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args(argv)
+    import numpy as np
     X = real_activations(args.n)
+    variants = [v for v in args.variants.split(",") if v]
     print(f"data: {X.shape[0]} x {X.shape[1]} real activations ({LAYER}), {os.cpu_count()} cpus", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-umap-"))
     data = tmp / "X.npy"
-    import numpy as np
     np.save(data, X)
     rows = []
     try:
         for r in range(args.rounds):
-            cache = tmp / f"numba-{r}"
-            seq = []
-            if not args.no_stock:
-                seq += [("stock", tmp / f"stock-{r}")]
-            seq += [("cold", cache), ("second", cache), ("warm", cache)]
-            for mode, cdir in seq:
-                if mode in ("cold", "stock"):
-                    shutil.rmtree(cdir, ignore_errors=True)
-                res = run_child(data, mode, cdir)
-                res.update(mode=mode, round=r)
-                rows.append(res)
-                extra = f" warm_fit {res['warm_fit']:.1f}s" if "warm_fit" in res else ""
-                print(f"round {r} {mode:6s}: import {res['import']:5.1f}s fit {res['fit']:6.1f}s "
-                      f"process {res['process']:6.1f}s{extra}", flush=True)
+            for variant in variants:  # interleaved, so that load from other work hits all alike
+                cache = tmp / f"numba-{variant}-{r}"
+                for mode, fits in (("cold", 1), ("second", 2)):
+                    res = run_child(data, variant, fits, cache)
+                    res.update(variant=variant, mode=mode, round=r)
+                    rows.append(res)
+                    print(f"round {r} {variant:6s} {mode:6s}: import {res['import']:5.1f}s  fits "
+                          f"{', '.join(f'{x:.1f}s' for x in res['fits'])}  compiled {res['compiled']}  "
+                          f"process {res['process']:.1f}s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = lambda xs: float(np.median(xs))
-    by = lambda mode, key: med([r[key] for r in rows if r["mode"] == mode])
-    warm = by("warm", "warm_fit")
-    summary = {"n": int(X.shape[0]), "warm_fit": warm,
-               "cold_process": by("cold", "process"), "second_process": by("second", "process")}
-    print(f"\nmedians over {args.rounds} round(s); ratios to the in-process warm fit ({warm:.1f}s):")
-    for mode in (["stock"] if not args.no_stock else []) + ["cold", "second"]:
-        fit, proc = by(mode, "fit"), by(mode, "process")
-        summary[f"{mode}_fit"] = fit
-        summary[f"{mode}_process"] = proc
-        print(f"  {mode:6s}: first fit {fit:6.1f}s ({fit / warm:4.1f}x)   whole process {proc:6.1f}s "
-              f"({proc / warm:4.1f}x)")
+    summary = {"n": int(X.shape[0]), "cpus": os.cpu_count()}
+    print(f"\nmedians over {args.rounds} round(s); 'warm' is the second fit inside the 'second' process")
+    print(f"{'variant':8s} {'cold proc':>10s} {'2nd proc':>10s} {'cold fit':>9s} {'2nd fit':>8s} {'warm fit':>9s} "
+          f"{'2nd/warm':>9s} {'cold/warm':>10s}")
+    for v in variants:
+        pick = lambda mode, f: med([f(x) for x in rows if x["variant"] == v and x["mode"] == mode])
+        s = {"cold_process": pick("cold", lambda x: x["process"]),
+             "second_process": pick("second", lambda x: x["process"] - x["fits"][1]),
+             "cold_fit": pick("cold", lambda x: x["fits"][0]),
+             "second_fit": pick("second", lambda x: x["fits"][0]),
+             "warm_fit": pick("second", lambda x: x["fits"][1])}
+        s["second_over_warm"] = s["second_fit"] / s["warm_fit"]
+        s["cold_over_warm"] = s["cold_fit"] / s["warm_fit"]
+        summary[v] = s
+        print(f"{v:8s} {s['cold_process']:9.1f}s {s['second_process']:9.1f}s {s['cold_fit']:8.1f}s "
+              f"{s['second_fit']:7.1f}s {s['warm_fit']:8.1f}s {s['second_over_warm']:8.2f}x "
+              f"{s['cold_over_warm']:9.2f}x")
+    if "stock" in summary and "plugin" in summary:
+        print(f"\nsecond-run fit, stock / plugin: {summary['stock']['second_fit'] / summary['plugin']['second_fit']:.2f}x; "
+              f"second-run process, stock / plugin: "
+              f"{summary['stock']['second_process'] / summary['plugin']['second_process']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
     return 0
