@@ -15,7 +15,7 @@ def _exemplar():
 
 @hookimpl
 def atlas_register_reducers(register):
-    register("pca", _pca, description="principal components (numpy SVD), deterministic")
+    register("pca", _pca, description="principal components (numpy), deterministic")
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The built-in reducer: PCA by numpy SVD, with a deterministic sign."""
+"""The built-in reducer: PCA (numpy, eigenvectors of the covariance), with a deterministic sign."""
 
 from __future__ import annotations
 
@@ -21,13 +21,17 @@ class PCA:
         if X.ndim != 2 or X.shape[0] < 2:
             raise ValueError("PCA needs a 2-D array with at least 2 samples")
         self.mean_ = X.mean(axis=0)
-        _, s, vt = np.linalg.svd(X - self.mean_, full_matrices=False)
-        k = min(self.n_components, vt.shape[0])
-        comps = vt[:k]
+        centred = X - self.mean_
+        # eigenvectors of the (features x features) covariance: far cheaper than an SVD of the data
+        cov = centred.T @ centred / (X.shape[0] - 1)
+        var, vecs = np.linalg.eigh(cov)
+        order = np.argsort(var)[::-1]
+        var, vecs = np.clip(var[order], 0, None), vecs[:, order]
+        k = min(self.n_components, vecs.shape[1])
+        comps = vecs[:, :k].T
         signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
         signs[signs == 0] = 1
         self.components_ = comps * signs[:, None]
-        var = s ** 2 / (X.shape[0] - 1)
         self.explained_variance_ratio_ = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
         return self
 
