@@ -14,6 +14,8 @@ $(BIN)/atlas: pyproject.toml $(wildcard plugins/*/pyproject.toml) constraints.tx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e .[test] $(PLUGIN_ARGS)
+	# compile UMAP's numba code into the persistent cache once, so that every atlas build starts warm
+	$(BIN)/python -m atlas_umap.compile
 	touch $(BIN)/atlas
 
 install: $(BIN)/atlas
