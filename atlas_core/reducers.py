@@ -43,3 +43,40 @@ class PCA:
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
+
+
+# -- helpers for reducer plugins -------------------------------------------------
+def is_int(value) -> bool:
+    """An integer, numpy's included, but not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def param_names(estimator_class) -> list[str]:
+    """The hyperparameters of a scikit-learn style estimator: its ``__init__`` arguments."""
+    import inspect
+    return [p for p in inspect.signature(estimator_class.__init__).parameters if p != "self"]
+
+
+def build_estimator(estimator_class, name: str, params: dict):
+    """``estimator_class(**params)``, or a one-line UsageError naming an unknown parameter and the known ones."""
+    from .types import UsageError
+    known = param_names(estimator_class)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for reducer {name}; "
+                         f"known: {', '.join(known)}")
+    return estimator_class(**params)
+
+
+def validate_samples(X, name: str, min_samples: int = 4) -> np.ndarray:
+    """Samples as a contiguous float32 (samples x channels) array; one-line UsageErrors otherwise."""
+    from .types import UsageError
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise UsageError(f"{name}: samples must be a 2-D array (samples x channels), got shape {X.shape}")
+    if X.shape[0] < min_samples:
+        raise UsageError(f"{name} needs at least {min_samples} samples, got {X.shape[0]}; "
+                         "collect more or use --reducer pca")
+    if not np.isfinite(X).all():
+        raise UsageError(f"{name}: the samples contain NaN or infinite values")
+    return np.ascontiguousarray(X)

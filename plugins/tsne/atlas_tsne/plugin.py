@@ -6,9 +6,10 @@ import atlas_core
 
 
 def _tsne(**params):
-    from .reducer import TSNEReducer, check_params
-    check_params(params)
-    return TSNEReducer(**params)
+    from atlas_core.reducers import build_estimator
+
+    from .reducer import TSNEReducer
+    return build_estimator(TSNEReducer, "tsne", params)
 
 
 @atlas_core.hookimpl

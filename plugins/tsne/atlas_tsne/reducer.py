@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from atlas_core import UsageError
+from atlas_core.reducers import is_int, param_names, validate_samples
 
 # metrics openTSNE serves with Annoy (>= 1,000 samples) and scikit-learn (fewer): no numba compilation
 METRICS = ("cosine", "euclidean", "manhattan")
@@ -32,7 +31,7 @@ class TSNEReducer:
         self.verbose = verbose
 
     def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in _param_names()}
+        return {name: getattr(self, name) for name in param_names(type(self))}
 
     def _validate(self, X) -> np.ndarray:
         if self.n_components not in (1, 2) or isinstance(self.n_components, bool):
@@ -42,20 +41,13 @@ class TSNEReducer:
             raise UsageError(f"tsne: perplexity must be a positive number, got {self.perplexity!r}")
         if self.metric not in METRICS:
             raise UsageError(f"tsne: metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if not (_is_int(self.n_iter) and self.n_iter >= 1):
+        if not (is_int(self.n_iter) and self.n_iter >= 1):
             raise UsageError(f"tsne: n_iter must be a positive integer, got {self.n_iter!r}")
-        if not (_is_int(self.n_jobs) and (self.n_jobs >= 1 or self.n_jobs == -1)):
+        if not (is_int(self.n_jobs) and (self.n_jobs >= 1 or self.n_jobs == -1)):
             raise UsageError(f"tsne: n_jobs must be a positive integer or -1, got {self.n_jobs!r}")
-        if self.random_state is not None and not _is_int(self.random_state):
+        if self.random_state is not None and not is_int(self.random_state):
             raise UsageError(f"tsne: random_state must be an integer or None, got {self.random_state!r}")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise UsageError(f"tsne: samples must be a 2-D array (samples x channels), got shape {X.shape}")
-        if X.shape[0] < 4:
-            raise UsageError(f"tsne needs at least 4 samples, got {X.shape[0]}; collect more or use --reducer pca")
-        if not np.isfinite(X).all():
-            raise UsageError("tsne: the samples contain NaN or infinite values")
-        return np.ascontiguousarray(X)
+        return validate_samples(X, "tsne")
 
     def fit(self, X, y=None):
         X = self._validate(X)
@@ -72,19 +64,3 @@ class TSNEReducer:
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).embedding_
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _param_names() -> list[str]:
-    return [p for p in inspect.signature(TSNEReducer.__init__).parameters if p != "self"]
-
-
-def check_params(params: dict) -> None:
-    """Raise UsageError for a parameter the reducer does not have."""
-    unknown = sorted(set(params) - set(_param_names()))
-    if unknown:
-        raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for reducer tsne; "
-                         f"known: {', '.join(_param_names())}")

@@ -9,9 +9,10 @@ import atlas_core
 
 
 def _umap(**params):
-    from .reducer import UMAPReducer, check_params
-    check_params(params)
-    return UMAPReducer(**params)
+    from atlas_core.reducers import build_estimator
+
+    from .reducer import UMAPReducer
+    return build_estimator(UMAPReducer, "umap", params)
 
 
 @atlas_core.hookimpl

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import numpy as np
 
 from atlas_core import UsageError
+from atlas_core.reducers import is_int, param_names, validate_samples
 
 EXACT_KNN_MAX = 20_000  # up to this many samples, neighbours are searched exactly (see knn.py)
 KNN_CHOICES = ("auto", "exact", "approximate")
@@ -39,29 +39,22 @@ class UMAPReducer:
         self.verbose = verbose
 
     def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in _param_names()}
+        return {name: getattr(self, name) for name in param_names(type(self))}
 
     def _validate(self, X) -> np.ndarray:
-        if not (_is_int(self.n_components) and self.n_components >= 1):
+        if not (is_int(self.n_components) and self.n_components >= 1):
             raise UsageError(f"umap: n_components must be a positive integer, got {self.n_components!r}")
-        if not (_is_int(self.n_neighbors) and self.n_neighbors >= 2):
+        if not (is_int(self.n_neighbors) and self.n_neighbors >= 2):
             raise UsageError(f"umap: n_neighbors must be an integer >= 2, got {self.n_neighbors!r}")
         if not (isinstance(self.min_dist, (int, float)) and 0 <= self.min_dist <= 1):
             raise UsageError(f"umap: min_dist must be a number in [0, 1], got {self.min_dist!r}")
-        if self.n_epochs is not None and not (_is_int(self.n_epochs) and self.n_epochs >= 1):
+        if self.n_epochs is not None and not (is_int(self.n_epochs) and self.n_epochs >= 1):
             raise UsageError(f"umap: n_epochs must be a positive integer or None, got {self.n_epochs!r}")
         if self.knn not in KNN_CHOICES:
             raise UsageError(f"umap: knn must be one of {', '.join(KNN_CHOICES)}, got {self.knn!r}")
-        if self.random_state is not None and not _is_int(self.random_state):
+        if self.random_state is not None and not is_int(self.random_state):
             raise UsageError(f"umap: random_state must be an integer or None, got {self.random_state!r}")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise UsageError(f"umap: samples must be a 2-D array (samples x channels), got shape {X.shape}")
-        if X.shape[0] < 4:
-            raise UsageError(f"umap needs at least 4 samples, got {X.shape[0]}; collect more or use --reducer pca")
-        if not np.isfinite(X).all():
-            raise UsageError("umap: the samples contain NaN or infinite values")
-        return np.ascontiguousarray(X)
+        return validate_samples(X, "umap")
 
     def _knn_method(self, n_samples: int) -> str:
         from .knn import METRICS
@@ -106,19 +99,3 @@ class UMAPReducer:
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).embedding_
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _param_names() -> list[str]:
-    return [p for p in inspect.signature(UMAPReducer.__init__).parameters if p != "self"]
-
-
-def check_params(params: dict) -> None:
-    """Raise UsageError for a parameter the reducer does not have (before anything heavy is imported)."""
-    unknown = sorted(set(params) - set(_param_names()))
-    if unknown:
-        raise UsageError(f"unknown parameter {', '.join(map(repr, unknown))} for reducer umap; "
-                         f"known: {', '.join(_param_names())}")
