@@ -11,7 +11,7 @@
 """
 
 from .assets import cache_dir, efficientnet_lite0, efficientnet_lite0_onnx
-from .photos import PHOTO_NAMES, DemoSource, demo_images, lfw, photo
+from .photos import PHOTO_NAMES, TEST_PHOTOS, DemoSource, centre_crop, demo_images, lfw, photo, photo_batch
 
-__all__ = ["cache_dir", "efficientnet_lite0", "efficientnet_lite0_onnx", "PHOTO_NAMES", "DemoSource",
-           "demo_images", "lfw", "photo"]
+__all__ = ["cache_dir", "efficientnet_lite0", "efficientnet_lite0_onnx", "PHOTO_NAMES", "TEST_PHOTOS",
+           "DemoSource", "centre_crop", "demo_images", "lfw", "photo", "photo_batch"]

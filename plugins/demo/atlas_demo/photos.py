@@ -70,6 +70,22 @@ class DemoSource(ImageSource):
         return f"{len(self)} views ({len(self.views)} crops/scales/flips each) of {len(self.photos)} real photos"
 
 
+TEST_PHOTOS = ("chelsea", "coffee", "rocket", "china", "flower")  # cat, espresso, missile, palace, daisy
+
+
+def centre_crop(a: np.ndarray) -> np.ndarray:
+    """The largest centred square of an HWC image."""
+    h, w = a.shape[:2]
+    s = min(h, w)
+    return a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
+def photo_batch(names=TEST_PHOTOS, size: int = 224) -> np.ndarray:
+    """Real photos, centre-cropped and resized: float32 NHWC in [0, 1] (for tests and checks)."""
+    from atlas_core.images import resize
+    return np.stack([resize(centre_crop(photo(n)), (size, size)) for n in names])
+
+
 def demo_images(n_per_photo: int = 0) -> DemoSource:
     return DemoSource(n_per_photo=n_per_photo)
 

@@ -11,17 +11,10 @@ import onnx
 import pytest
 
 import atlas_demo
-from atlas_core.images import resize
 from atlas_core.models import open_model
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-PHOTOS = ("chelsea", "coffee", "rocket", "china", "flower")
-
-
-def center_crop(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape[:2]
-    s = min(h, w)
-    return a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+PHOTOS = atlas_demo.TEST_PHOTOS
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +30,7 @@ def legacy_path() -> Path:
 @pytest.fixture(scope="session")
 def photos() -> np.ndarray:
     """The five real photos, centre-cropped and resized to 224x224, float32 NHWC in [0, 1]."""
-    return np.stack([resize(center_crop(atlas_demo.photo(n)), (224, 224)) for n in PHOTOS])
+    return atlas_demo.photo_batch(PHOTOS, 224)
 
 
 @pytest.fixture(scope="session")
