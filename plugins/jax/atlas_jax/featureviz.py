@@ -99,7 +99,6 @@ def random_affine(key, n: int, size: int):
 def warp(images, out_size: int, scale=None, angle=None, dy=None, dx=None, fill: float = 1.0):
     """Resample NHWC icons to ``out_size`` (bilinear), optionally scaled, rotated and shifted about
     the centre; outside the icon (and its 2-pixel pad) is ``fill``, as the reference's white pad."""
-    import jax
     import jax.numpy as jnp
     n, size = images.shape[0], images.shape[1]
     # output pixel centres in icon pixels, relative to the centre
@@ -129,7 +128,6 @@ def warp(images, out_size: int, scale=None, angle=None, dy=None, dx=None, fill: 
         v = jnp.take_along_axis(flat, idx[..., None], axis=1).reshape(idx.shape[:1] + yi.shape[1:] + (3,))
         return jnp.where(inside, v, fill)
 
-    del jax
     y0i = jnp.broadcast_to(y0i, (n,) + y0i.shape[1:])
     x0i = jnp.broadcast_to(x0i, (n,) + x0i.shape[1:])
     top = tap(y0i, x0i) * (1 - wx) + tap(y0i, x0i + 1) * wx

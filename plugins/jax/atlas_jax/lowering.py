@@ -185,7 +185,6 @@ class OnnxGraph:
         """
         import jax
         import jax.numpy as jnp
-        from . import ops
         names = [o for node in self.nodes for o in node.output if o]
         kinds = {}
 
@@ -195,7 +194,6 @@ class OnnxGraph:
 
         spec = jax.eval_shape(probe, {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()},
                               jax.ShapeDtypeStruct(x_shape, jnp.float32))
-        del ops
         live = {self.input_name}
         for node in self.nodes:
             if any(n in live for n in node.input):

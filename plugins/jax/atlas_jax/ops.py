@@ -135,9 +135,9 @@ def _binary(name, fn):
 
 
 def _div(xp, a, b):
-    if np.issubdtype(np.asarray(a).dtype if xp is np else a.dtype, np.integer) and \
-            np.issubdtype(np.asarray(b).dtype if xp is np else b.dtype, np.integer):
-        return xp.trunc(a / b).astype(a.dtype) if xp is np else (a / b).astype(a.dtype)
+    """ONNX Div: integer division truncates towards zero."""
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+        return xp.trunc(a / b).astype(a.dtype)
     return a / b
 
 
