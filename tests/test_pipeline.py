@@ -96,6 +96,8 @@ def test_build_cli_skips_corrupt_image_and_reports_it(model_path, photo_folder, 
     assert [s["name"] for s in report["skipped"]] == ["b/broken.jpg"]
     m = json.loads((out / "atlas.json").read_text())
     assert m["n_samples"] == 96 and m["label_source"] == "predicted"
+    labels = {c["label"] for lv in m["levels"] for c in lv["cells"]}
+    assert labels and not any(label.startswith("class ") for label in labels), labels  # ImageNet names
     samples = np.load(out / "samples.npy")
     assert samples[:, 1:].min() >= 1 and samples[:, 1:].max() <= 12  # never on the border of 14 x 14
     validate(out)
