@@ -9,15 +9,8 @@ import pytest
 
 import atlas_demo
 from atlas_core import IMAGENET_MEAN, IMAGENET_STD
-from atlas_core.images import resize
 
-PHOTOS = ("chelsea", "coffee", "rocket", "china", "flower")
-
-
-def centre_crop(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape[:2]
-    s = min(h, w)
-    return a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+PHOTOS = atlas_demo.TEST_PHOTOS
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +26,7 @@ def legacy_path() -> Path:
 @pytest.fixture(scope="session")
 def photos() -> np.ndarray:
     """Five real photos, centre-cropped to 224x224, float32 NHWC in [0, 1]."""
-    return np.stack([resize(centre_crop(atlas_demo.photo(n)), (224, 224)) for n in PHOTOS])
+    return atlas_demo.photo_batch(PHOTOS, 224)
 
 
 @pytest.fixture(scope="session")
