@@ -11,7 +11,8 @@
 """
 
 from .assets import cache_dir, efficientnet_lite0, efficientnet_lite0_onnx
-from .photos import PHOTO_NAMES, TEST_PHOTOS, DemoSource, centre_crop, demo_images, lfw, photo, photo_batch
+from .photos import (PHOTO_NAMES, TEST_PHOTOS, DemoSource, centre_crop, demo_images, lfw, lfw_activations, photo,
+                     photo_batch)
 
 __all__ = ["cache_dir", "efficientnet_lite0", "efficientnet_lite0_onnx", "PHOTO_NAMES", "TEST_PHOTOS",
-           "DemoSource", "centre_crop", "demo_images", "lfw", "photo", "photo_batch"]
+           "DemoSource", "centre_crop", "demo_images", "lfw", "lfw_activations", "photo", "photo_batch"]

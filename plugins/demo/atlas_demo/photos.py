@@ -97,3 +97,20 @@ def lfw():
     labels = ["face"] * 100 + ["non-face"] * 100
     names = [f"lfw/{label}-{i:03d}" for i, label in enumerate(labels)]
     return ArraySource(faces, names=names), labels
+
+
+LFW_LAYER = "/_blocks.8/_swish_1/Clip_output_0"  # EfficientNet-Lite0 (legacy export): 14 x 14 x 480, after ReLU6
+
+
+def lfw_activations(layer: str = LFW_LAYER):
+    """Real activations for reducer tests: the vector at the centre of ``layer`` of EfficientNet-Lite0
+    (legacy ONNX export, run by the onnx backend) for each lfw_subset image, and a bool array, True for faces."""
+    from atlas_core.models import open_model
+
+    from .assets import efficientnet_lite0_onnx
+    source, labels = lfw()
+    model = open_model(str(efficientnet_lite0_onnx("legacy")), threads=2)
+    images = np.stack([source.load(i, (224, 224)) for i in range(len(source))])
+    acts = np.concatenate([model.activations(images[i:i + 50], [layer])[layer] for i in range(0, len(images), 50)])
+    h, w = acts.shape[1:3]
+    return np.ascontiguousarray(acts[:, h // 2, w // 2, :]), np.array([label == "face" for label in labels])

@@ -11,38 +11,23 @@ import pytest
 
 import atlas_umap.plugin
 from atlas_core import UsageError
+from atlas_core.quality import knn_agreement
 from atlas_core.testing import check_registration_is_lazy, check_reducer
 from atlas_umap.knn import exact_knn
 
-LAYER = "/_blocks.8/_swish_1/Clip_output_0"  # 14 x 14 x 480, after ReLU6
 
 
 @pytest.fixture(scope="module")
 def faces():
-    """Real activations of scikit-image's lfw_subset (100 faces, 100 non-faces) in EfficientNet-Lite0:
-    the 480-d vector at the centre of ``LAYER`` (one spatial sample per image, as in an atlas)."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    """Real activations of lfw_subset (100 faces, 100 non-faces) in EfficientNet-Lite0 (480-d, one per image)."""
     atlas_demo = pytest.importorskip("atlas_demo")
-    source, labels = atlas_demo.lfw()
-    images = np.stack([source.load(i, (224, 224)) for i in range(len(source))])
-    model = onnx.load(str(atlas_demo.efficientnet_lite0_onnx("legacy")))
-    model.graph.output.append(onnx.helper.make_tensor_value_info(LAYER, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
-    x = ((images - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)
-    acts = np.concatenate([session.run([LAYER], {"input": x[i:i + 50]})[0] for i in range(0, len(x), 50)])
-    return acts[:, :, 7, 7].copy(), np.array([label == "face" for label in labels])
+    pytest.importorskip("atlas_onnx")
+    return atlas_demo.lfw_activations()
 
 
 def knn_accuracy(Y, y, k=5):
-    """Leave-one-out k-NN accuracy of labels ``y`` in the space ``Y``."""
-    d = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    votes = y[np.argsort(d, axis=1)[:, :k]].mean(axis=1)
-    return float(((votes > 0.5) == y).mean())
+    """Leave-one-out k-NN accuracy of the face / non-face labels ``y`` in the space ``Y``."""
+    return knn_agreement(Y, y, k=k)
 
 
 def test_registration_is_lazy():
