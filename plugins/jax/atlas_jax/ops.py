@@ -515,15 +515,18 @@ def _dn(rank):
     return ("NC" + sp, "OI" + sp, "NC" + sp)
 
 
+def _conv_attrs(a, W, n):
+    """Kernel shape, strides, dilations and group count of a Conv or ConvTranspose node."""
+    return (list(a.get("kernel_shape") or W.shape[2:]), list(a.get("strides", [1] * n)),
+            list(a.get("dilations", [1] * n)), a.get("group", 1))
+
+
 @op("Conv")
 def conv(ctx, x, a):
     X, W = x[0], x[1]
     B = x[2] if len(x) > 2 else None
     n = X.ndim - 2
-    kernel = list(a.get("kernel_shape") or W.shape[2:])
-    strides = list(a.get("strides", [1] * n))
-    dil = list(a.get("dilations", [1] * n))
-    groups = a.get("group", 1)
+    kernel, strides, dil, groups = _conv_attrs(a, W, n)
     pads = _spatial_pads(a, X.shape[2:], kernel, strides, dil)
     cin, cout = X.shape[1], W.shape[0]
     if groups > 1 and groups == cin == cout and W.shape[1] == 1 and n == 2 and DEPTHWISE == "shift":
@@ -575,10 +578,7 @@ def conv_transpose(ctx, x, a):
     X, W = x[0], x[1]
     B = x[2] if len(x) > 2 else None
     n = X.ndim - 2
-    kernel = list(a.get("kernel_shape") or W.shape[2:])
-    strides = list(a.get("strides", [1] * n))
-    dil = list(a.get("dilations", [1] * n))
-    groups = a.get("group", 1)
+    kernel, strides, dil, groups = _conv_attrs(a, W, n)
     out_pad = list(a.get("output_padding", [0] * n))
     cin = X.shape[1]
     cout_g = W.shape[1]
