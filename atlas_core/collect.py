@@ -8,8 +8,6 @@ each image's top predicted classes.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from .images import BadImage, ImageSource
@@ -38,15 +36,15 @@ def find_layer(model, name: str):
     raise UsageError(f"unknown layer {name!r}")
 
 
-def classifier_output(model, layer: str) -> Optional[str]:
-    """The model's output layer if it looks like class scores (a vector of 2+ entries)."""
+def classifier_output(model, layer: str):
+    """The model's output Layer if it looks like class scores (a vector of 2+ entries), else None."""
     out = getattr(model, "output", None)
     if not out or out == layer:
         return None
     for candidate in model.layers():
         if candidate.name == out:
-            return out if candidate.shape is not None and len(candidate.shape) == 1 and candidate.shape[0] > 1 \
-                else None
+            shape = candidate.shape
+            return candidate if shape is not None and len(shape) == 1 and shape[0] > 1 else None
     return None
 
 
@@ -75,7 +73,8 @@ def collect(model, source: ImageSource, layer: str, store: SampleStore, *, sampl
     size = model.input_spec.size
     if size is None:
         raise UsageError("the model's input size is open: give --size (e.g. --size 224)")
-    output = classifier_output(model, layer)
+    classifier = classifier_output(model, layer)
+    output = classifier.name if classifier else None
     wanted = [layer] + ([output] if output else [])
     n = len(source)
     start = store.next_image()
@@ -120,5 +119,4 @@ def collect(model, source: ImageSource, layer: str, store: SampleStore, *, sampl
         start = end
     seconds = bar.close()
     store.consolidate()
-    n_classes = next((lay.shape[0] for lay in model.layers() if lay.name == output), 0) if output else 0
-    return {"seconds": seconds, "output": output, "n_classes": n_classes}
+    return {"seconds": seconds, "output": output, "n_classes": classifier.shape[0] if classifier else 0}

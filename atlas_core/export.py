@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .quality import cosines
+
 FORMAT_VERSION = 1
 THUMBS_PER_CELL = 8
 THUMB_SIZE = 96
@@ -26,21 +28,18 @@ def mosaic(out: Path, level, icon_paths: dict, renderer: str, icon_size: int) ->
     return canvas
 
 
-def _ordered_members(level, store_acts, k: int) -> list:
+def _ordered_members(level, acts) -> list:
     """Each cell's members, most representative first (cosine to the cell's direction)."""
     out = []
     for cell, direction in zip(level.cells, level.directions):
         ids = np.sort(cell.members)
-        a = np.asarray(store_acts[ids], dtype=np.float64)
-        d = direction.astype(np.float64)
-        cos = a @ d / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(d), 1e-12)
-        out.append(ids[np.argsort(-cos, kind="stable")])
+        out.append(ids[np.argsort(-cosines(acts[ids], direction), kind="stable")])
     return out
 
 
 def write_exports(out: Path, *, model, layer, layer_shape, reducer, reducer_params, source, prov, layout, levels,
                   icons, icon_paths, fidelity, predictions, class_names, label_source, quality, default_level,
-                  icon_size, receptive_field=None, store_acts=None) -> dict:
+                  icon_size, acts, receptive_field=None) -> dict:
     out = Path(out)
     np.save(out / "samples.npy", prov.astype(np.int32))
     (out / "images.json").write_text(json.dumps(list(source.names)))
@@ -50,7 +49,6 @@ def write_exports(out: Path, *, model, layer, layer_shape, reducer, reducer_para
             probs = predictions["probabilities"][key]
             per_image[key] = [[class_names[c], round(float(p), 4)] for c, p in zip(classes, probs) if c >= 0]
         (out / "predictions.json").write_text(json.dumps(per_image))
-    acts = store_acts if store_acts is not None else np.load(out / "store" / "acts.npy", mmap_mode="r")
     h, w = (layer_shape[0], layer_shape[1]) if layer_shape is not None and len(layer_shape) == 3 else (1, 1)
     thumbs_needed: set = set()
     level_entries = []
@@ -59,7 +57,7 @@ def write_exports(out: Path, *, model, layer, layer_shape, reducer, reducer_para
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "directions.npy", level.directions)
         cells = []
-        for k, (cell, ordered) in enumerate(zip(level.cells, _ordered_members(level, acts, THUMBS_PER_CELL))):
+        for k, (cell, ordered) in enumerate(zip(level.cells, _ordered_members(level, acts))):
             cell_icons = {name: icon_paths[(name, level.grid, cell.i, cell.j)] for name in icons
                           if (name, level.grid, cell.i, cell.j) in icon_paths}
             thumbs = []

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .images import resize
+from .quality import cosines
 from .types import IconRequest
 
 
@@ -84,10 +85,7 @@ def patch(image: np.ndarray, y: int, x: int, rf: dict, icon_size: int) -> Image.
 
 def nearest_member(acts: np.ndarray, direction: np.ndarray) -> int:
     """Index (into ``acts``) of the row with the highest cosine to ``direction``."""
-    a = np.asarray(acts, dtype=np.float64)
-    d = np.asarray(direction, dtype=np.float64)
-    cos = a @ d / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(d), 1e-12)
-    return int(np.argmax(cos))
+    return int(np.argmax(cosines(acts, direction)))
 
 
 class ExemplarRenderer:

@@ -211,7 +211,7 @@ def build(model, images: Union[str, ImageSource], layer: str, out, *, backend: O
                              reducer=reducer, reducer_params=reducer_params, source=source, prov=prov,
                              layout=layout, levels=level_objs, icons=list(icons), icon_paths=icon_paths,
                              fidelity=fidelity, predictions=predictions, class_names=names,
-                             label_source=label_source, quality=quality, default_level=default, icon_size=icon_size,
+                             label_source=label_source, quality=quality, default_level=default, icon_size=icon_size, acts=acts,
                              receptive_field=rf)
     timings["export"] = time.perf_counter() - t
     skipped = predictions.get("skipped", [])

@@ -14,6 +14,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def cosines(acts: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Cosine of every row of ``acts`` with ``direction``."""
+    return _unit(acts) @ _unit(direction)
+
+
 def centre_vector(act: np.ndarray) -> np.ndarray:
     """The activation vector at the centre position of NHWC activations (NC passes through)."""
     if act.ndim == 4:
