@@ -58,8 +58,12 @@ def test_predictions_agree_with_onnxruntime(exporter, dynamo_path, legacy_path, 
 
 
 def test_fixed_batch_graph_runs_any_batch():
-    """The light graphs fix the batch at 1 (Reshape to (1, -1)); the backend maps over it."""
-    model = OnnxJaxBackend().open(str(LIGHT / "light_squeezenet.onnx"))
+    """The light graphs fix the batch at 1 (Reshape to (1, -1)); the backend maps over it.
+
+    shufflenet, because its dummy weights keep activations moderate (|a| <= 14): squeezenet's reach 1e10
+    before its softmax, where XLA:CPU's jitted mean has given 0, inf or NaN from run to run.
+    """
+    model = OnnxJaxBackend().open(str(LIGHT / "light_shufflenet.onnx"))
     assert model.input_spec.batch == 1
     images = np.random.default_rng(0).random((3, 224, 224, 3), dtype=np.float32)
     layer = [layer.name for layer in model.layers() if layer.spatial][-1]
