@@ -10,9 +10,11 @@ Tensors keep ONNX semantics (NCHW for images).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import numpy as np
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -530,7 +532,7 @@ def conv(ctx, x, a):
     pads = _spatial_pads(a, X.shape[2:], kernel, strides, dil)
     cin, cout = X.shape[1], W.shape[0]
     if groups > 1 and groups == cin == cout and W.shape[1] == 1 and n == 2 and DEPTHWISE == "shift":
-        Y = _depthwise_shift(X, W, strides, dil, pads)
+        Y = _depthwise_shift(X, W, tuple(strides), tuple(dil), tuple(tuple(p) for p in pads))
     elif POINTWISE == "dot" and groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides) \
             and all(p == (0, 0) for p in pads):
         Y = jnp.einsum("nc...,oc->no...", X, W.reshape(W.shape[0], W.shape[1]))
@@ -550,27 +552,66 @@ def conv(ctx, x, a):
     return [Y]
 
 
+def _taps(Xp, strides, dil, kernel, out):
+    """The strided, shifted slices of a padded NCHW tensor that each kernel tap (i, j) reads."""
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            y0, x0 = i * dil[0], j * dil[1]
+            yield i, j, lax.slice(Xp, (0, 0, y0, x0),
+                                  (Xp.shape[0], Xp.shape[1], y0 + (out[0] - 1) * strides[0] + 1,
+                                   x0 + (out[1] - 1) * strides[1] + 1),
+                                  (1, 1, strides[0], strides[1]))
+
+
+def _shift_sum(Xp, W, strides, dil, out):
+    """Sum over taps of slice x per-channel weight: a depthwise correlation of the padded input."""
+    Y = None
+    for i, j, patch in _taps(Xp, strides, dil, W.shape[2:], out):
+        term = patch * W[:, 0, i, j][None, :, None, None]
+        Y = term if Y is None else Y + term
+    return Y
+
+
+def _depthwise_out(X, W, strides, dil, pads):
+    Xp = jnp.pad(X, [(0, 0), (0, 0)] + [tuple(p) for p in pads])
+    out = tuple((Xp.shape[2 + d] - (W.shape[2 + d] - 1) * dil[d] - 1) // strides[d] + 1 for d in range(2))
+    return Xp, out
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _depthwise_shift(X, W, strides, dil, pads):
     """Depthwise 2-D convolution as a sum of strided, shifted slices times per-channel weights.
 
     XLA:CPU runs ``feature_group_count`` convolutions slowly; this form fuses into elementwise loops.
+    Its gradient is written the same way (autodiff of the slices gives one padded copy per tap).
     """
-    Xp = jnp.pad(X, [(0, 0), (0, 0)] + [tuple(p) for p in pads])
-    kh, kw = W.shape[2], W.shape[3]
-    H, Wd = Xp.shape[2], Xp.shape[3]
-    oh = (H - (kh - 1) * dil[0] - 1) // strides[0] + 1
-    ow = (Wd - (kw - 1) * dil[1] - 1) // strides[1] + 1
-    Y = None
-    for i in range(kh):
-        for j in range(kw):
-            y0, x0 = i * dil[0], j * dil[1]
-            patch = lax.slice(Xp, (0, 0, y0, x0),
-                              (Xp.shape[0], Xp.shape[1], y0 + (oh - 1) * strides[0] + 1,
-                               x0 + (ow - 1) * strides[1] + 1),
-                              (1, 1, strides[0], strides[1]))
-            term = patch * W[:, 0, i, j][None, :, None, None]
-            Y = term if Y is None else Y + term
-    return Y
+    Xp, out = _depthwise_out(X, W, strides, dil, pads)
+    return _shift_sum(Xp, W, strides, dil, out)
+
+
+def _depthwise_fwd(X, W, strides, dil, pads):
+    return _depthwise_shift(X, W, strides, dil, pads), (X, W)
+
+
+def _depthwise_bwd(strides, dil, pads, res, dY):
+    """dX: the cotangent dilated by the stride, padded, and correlated with the flipped kernel;
+    dW: per tap, the sum of the slice it reads times the cotangent."""
+    X, W = res
+    config = [(0, 0, 0), (0, 0, 0)]
+    for d in range(2):
+        k, n, (lo, hi) = W.shape[2 + d], X.shape[2 + d], pads[d]
+        dilated = (dY.shape[2 + d] - 1) * strides[d] + 1
+        config.append(((k - 1) * dil[d] - lo, n + lo - dilated, strides[d] - 1))
+    D = lax.pad(dY, jnp.zeros((), dY.dtype), config)
+    dX = _shift_sum(D, W[:, :, ::-1, ::-1], (1, 1), dil, X.shape[2:])
+    Xp, out = _depthwise_out(X, W, strides, dil, pads)
+    dW = jnp.zeros_like(W)
+    for i, j, patch in _taps(Xp, strides, dil, W.shape[2:], out):
+        dW = dW.at[:, 0, i, j].set(jnp.sum(patch * dY, axis=(0, 2, 3)))
+    return dX, dW
+
+
+_depthwise_shift.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 @op("ConvTranspose")

@@ -71,6 +71,15 @@ def test_light_graph_equals_onnxruntime(name):
     assert max(errors.values()) <= RTOL, errors
 
 
+def test_mean_after_convolution_at_large_values():
+    """light_squeezenet's global average pool (values near 1e10) under jit: XLA:CPU's YNNPACK reduce
+    fusion gave 0 or inf here, so the plugin turns that fusion off (atlas_jax/__init__.py)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    for _ in range(3):
+        errors = check_graph(str(LIGHT / "light_squeezenet.onnx"), x, ["r65"])
+        assert errors["r65"] <= RTOL, errors
+
+
 @pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
 def test_efficientnet_equals_onnxruntime(exporter, dynamo_path, legacy_path, photos):
     path = dynamo_path if exporter == "dynamo" else legacy_path
@@ -258,3 +267,36 @@ def test_gradients_flow_to_the_input(dynamo_path):
     predicted = float((g * d).sum())
     actual = float(loss(x + d) - loss(x - d)) / 2
     assert abs(predicted - actual) <= 0.05 * abs(actual) + 1e-4
+
+
+@pytest.mark.parametrize("kernel,strides,dil,pads", [
+    ((3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((5, 5), (2, 2), (1, 1), ((2, 2), (2, 2))),
+    ((3, 5), (2, 1), (2, 1), ((2, 1), (0, 3))),
+    ((3, 3), (2, 2), (1, 1), ((0, 1), (0, 1))),  # the TF-style "same" padding of stride-2 exports
+])
+def test_depthwise_gradients_equal_grouped_convolution(kernel, strides, dil, pads):
+    """The shifted-slice depthwise convolution and its hand-written gradient equal XLA's grouped
+    convolution and its autodiff, for the input and the weights (odd sizes, strides, dilations,
+    asymmetric pads)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from atlas_jax.ops import _depthwise_shift
+    x = r(2, 6, 13, 10, seed=3)
+    w = r(6, 1, *kernel, seed=4)
+    probe = r(*np.asarray(_depthwise_shift(x, w, strides, dil, pads)).shape, seed=5)
+
+    def grouped(x, w):
+        return lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dil, feature_group_count=6,
+                                        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                        precision=lax.Precision.HIGHEST)
+
+    def shifted(x, w):
+        return _depthwise_shift(x, w, strides, dil, pads)
+
+    np.testing.assert_allclose(shifted(x, w), grouped(x, w), rtol=1e-5, atol=1e-5)
+    for argnum in (0, 1):
+        got = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(shifted(x, w)) * probe), argnum))(x, w)
+        ref = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(grouped(x, w)) * probe), argnum))(x, w)
+        assert relative_error(np.asarray(got), np.asarray(ref)) < 1e-5
