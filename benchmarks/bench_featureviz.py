@@ -3,8 +3,8 @@ PyTorch port of the reference (torch-lucent style: one icon at a time, torch aut
 
 Both sides do the same work per icon and step: EfficientNet-Lite0 (real weights) up to the same
 layer, an FFT-parameterized, colour-decorrelated icon of the same size, the reference's random
-scale/rotation/jitter, the icon resized to the model's 224x224 input, the whitened dot x cossim^p
-objective at the centre position, Adam at 0.05. Torch runs two ways:
+scale/rotation/jitter (jitters in the model's pixels), the icon resized to the model's 224x224 input,
+the renderer's default dot x cossim^p objective at the centre position, Adam at 0.05. Torch runs two ways:
 
 - ``lucent``: as torch-lucent's render_vis does it: the whole model runs forward and a hook reads
   the layer, and the model's parameters keep requires_grad (lucent does not freeze them);
@@ -77,7 +77,7 @@ def torch_icon(net, block, target, steps: int, size: int, p: float, lean: bool, 
             img = F.pad(img, (PAD, PAD, PAD, PAD), value=1.0)
             s = float(SCALES[np.random.randint(len(SCALES))])
             a = math.radians(float(ANGLES[np.random.randint(len(ANGLES))]))
-            shift = sum(np.random.randint(0, d + 1, 2) - d / 2 for d in JITTERS)
+            shift = sum(np.random.randint(0, d + 1, 2) - d / 2 for d in JITTERS) * size / 224
             full = size + 2 * PAD
             theta = torch.tensor([[math.cos(a) / s, -math.sin(a) / s, -2 * shift[1] / full],
                                   [math.sin(a) / s, math.cos(a) / s, -2 * shift[0] / full]],
@@ -120,8 +120,8 @@ def main(argv=None) -> int:
     model = OnnxJaxBackend().open(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), mean=IMAGENET_MEAN,
                                   std=IMAGENET_STD, batch_size=16)
     dirs, moment = directions_and_moment(model, args.icons)
-    from atlas_jax.featureviz import whitened
-    targets = whitened(dirs, moment)
+    from atlas_jax.featureviz import DEFAULTS, whitened
+    targets = whitened(dirs, moment if DEFAULTS["whiten"] else None)
     net = atlas_demo.efficientnet_lite0()
     block = net._blocks[BLOCK]
 

@@ -56,17 +56,21 @@ def test_seed_makes_it_reproducible(lite0, cells):
 
 
 def test_optimizing_raises_fidelity(lite0, cells):
-    """Icons seen as the atlas sees them (resized to 224) point along their directions: fidelity after
-    20 steps is well above that of the starting images (0 steps); without the whitening and the
-    transforms the icons reach the direction itself closely."""
+    """Icons seen as the atlas sees them (resized to 224) point along their directions: after 20 steps
+    with the default recipe (transforms on) fidelity is well above that of the starting images
+    (0 steps); the reference's whitened target raises it less; without transforms it is higher still."""
     directions = cells[0]
-    before = FeatureVizRenderer().render(request(lite0, cells, steps=0, view="input", icon_size=48)[0])
-    after = FeatureVizRenderer().render(request(lite0, cells, steps=20, view="input", icon_size=48)[0])
-    plain = FeatureVizRenderer().render(request(lite0, cells, steps=20, view="input", icon_size=48,
-                                                whiten=False, transforms=False)[0])
-    f0, f1, f2 = (icon_fidelity(lite0, LAYER, icons, directions) for icons in (before, after, plain))
+
+    def fidelity(**options):
+        icons = FeatureVizRenderer().render(request(lite0, cells, view="input", icon_size=48, **options)[0])
+        return icon_fidelity(lite0, LAYER, icons, directions)
+
+    f0, f1, f_white, f_plain = fidelity(steps=0), fidelity(steps=20), fidelity(steps=20, whiten=True), \
+        fidelity(steps=20, transforms=False)
+    print("fidelity medians", *(np.median(f) for f in (f0, f1, f_white, f_plain)))
     assert np.median(f1) > np.median(f0) + 0.2, (f0, f1)
-    assert np.median(f2) > 0.7, f2
+    assert np.median(f_white) > np.median(f0), (f0, f_white)
+    assert np.median(f_plain) > 0.7, f_plain
 
 
 def test_lowers_a_model_that_only_gives_its_onnx_graph(lite0, cells, dynamo_path):
@@ -99,6 +103,13 @@ def test_whitening_uses_the_inverse_moment(cells):
     v = whitened(directions, moment)
     np.testing.assert_allclose(v @ moment, directions, rtol=1e-3, atol=1e-3 * np.abs(directions).max())
     np.testing.assert_array_equal(whitened(directions, None), directions)
+
+
+def test_bad_options_are_one_line_errors(lite0, cells):
+    for option in (dict(whiten="sideways"), dict(jitter="far")):
+        with pytest.raises(UsageError) as err:
+            FeatureVizRenderer().render(request(lite0, cells, **option)[0])
+        assert list(option)[0] in str(err.value) and "\n" not in str(err.value)
 
 
 def test_atlas_build_with_featureviz_icons(tmp_path, dynamo_path, photos):
