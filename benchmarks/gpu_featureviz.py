@@ -1,14 +1,20 @@
-"""Render one 20x20 level of feature-visualization icons with the reference defaults on a GPU.
+"""Render one 20x20 level of feature-visualization icons with the renderer's defaults on a GPU.
 
-For a machine with a CUDA GPU and ``jax[cuda12]`` installed beside the project (``make install``,
-then ``pip install -U "jax[cuda12]"``). It collects EfficientNet-Lite0 activations of the demo
-photos with the onnx-jax backend, bins a 20x20 grid of them (cells with at least 5 samples; the
-directions are the cells' means), and renders every cell's icon with the reference defaults
-(128 steps, 2 attempts, 80 px icons seen at 224 px, p = 4, Adam 0.05), all icons in batches of
-``--batch`` rows in one compiled step. Prints the time, the icons per second and the median
+It collects EfficientNet-Lite0 activations of the demo photos with the onnx-jax backend, bins a 20x20 grid
+of them (cells with at least 5 samples; the directions are the cells' means), and renders every cell's icon
+with the renderer's defaults (128 steps, 2 attempts, 80 px icons seen at 224 px, p = 4, Adam 0.05), all icons
+in batches of ``--batch`` rows of one compiled step. Prints the time, the icons per second and the median
 fidelity, and writes them as JSON.
 
+On a machine with the project installed and a CUDA build of JAX:
+
     python benchmarks/gpu_featureviz.py --out gpu-featureviz.json
+
+On a machine that cannot fetch the demo's weights or photos (the project's device machine has JAX for CUDA
+but no network), prepare the model and the samples here, carry them, and run from the source tree:
+
+    python benchmarks/gpu_featureviz.py --prepare gpu-inputs     # here: model.onnx + samples.npy (~20 MB)
+    PYTHONPATH=.:plugins/jax python3 benchmarks/gpu_featureviz.py --inputs gpu-inputs --out $OUT/gpu.json
 """
 
 from __future__ import annotations
@@ -22,6 +28,39 @@ import numpy as np
 LAYER = "add_530"
 
 
+def collect_samples(model, n_images: int) -> np.ndarray:
+    """One activation vector at a random inner position of each of ``n_images`` demo views."""
+    import atlas_demo
+    src = atlas_demo.demo_images()
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(src), min(n_images, len(src)), replace=False)
+    samples = []
+    for start in range(0, len(idx), 128):
+        images = np.stack([src.load(int(i), (224, 224)) for i in idx[start:start + 128]])
+        acts = model.activations(images, [LAYER])[LAYER]
+        ys = rng.integers(1, acts.shape[1] - 1, len(acts))
+        xs = rng.integers(1, acts.shape[2] - 1, len(acts))
+        samples.append(acts[np.arange(len(acts)), ys, xs])
+    return np.concatenate(samples)
+
+
+def prepare(args) -> int:
+    """Write what a machine without the demo's assets needs: the model and the collected samples."""
+    from pathlib import Path
+    import onnx
+    import atlas_demo
+    from atlas_core import IMAGENET_MEAN, IMAGENET_STD
+    from atlas_core.models import open_model
+    out = Path(args.prepare)
+    out.mkdir(parents=True, exist_ok=True)
+    path = atlas_demo.efficientnet_lite0_onnx("dynamo")
+    onnx.save(onnx.load(str(path)), str(out / "model.onnx"))  # one file: the weights inline
+    model = open_model(path, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=64)
+    np.save(out / "samples.npy", collect_samples(model, args.images).astype(np.float32))
+    print(f"wrote {out}/model.onnx and {out}/samples.npy")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", type=int, default=20)
@@ -30,10 +69,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--attempts", type=int, default=2)
     ap.add_argument("--out", default="gpu-featureviz.json")
+    ap.add_argument("--prepare", metavar="DIR", help="write model.onnx and samples.npy here, then stop")
+    ap.add_argument("--inputs", metavar="DIR", help="read model.onnx and samples.npy from here")
     args = ap.parse_args(argv)
+    if args.prepare:
+        return prepare(args)
 
     import jax
-    import atlas_demo
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
     from atlas_core.quality import icon_fidelity
     from atlas_jax.featureviz import FeatureVizRenderer
@@ -41,21 +83,16 @@ def main(argv=None) -> int:
 
     device = jax.devices()[0]
     print(f"JAX {jax.__version__} on {device.platform} ({device.device_kind})")
-    model = OnnxJaxBackend().open(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), mean=IMAGENET_MEAN,
-                                  std=IMAGENET_STD, batch_size=128)
-    src = atlas_demo.demo_images()
-    rng = np.random.default_rng(0)
-    idx = rng.choice(len(src), min(args.images, len(src)), replace=False)
-    t = time.perf_counter()
-    samples = []
-    for start in range(0, len(idx), 128):
-        images = np.stack([src.load(int(i), (224, 224)) for i in idx[start:start + 128]])
-        acts = model.activations(images, [LAYER])[LAYER]
-        ys = rng.integers(1, acts.shape[1] - 1, len(acts))
-        xs = rng.integers(1, acts.shape[2] - 1, len(acts))
-        samples.append(acts[np.arange(len(acts)), ys, xs])
-    samples = np.concatenate(samples)
-    collect = time.perf_counter() - t
+    if args.inputs:
+        model_path, samples, collect = f"{args.inputs}/model.onnx", np.load(f"{args.inputs}/samples.npy"), 0.0
+    else:
+        import atlas_demo
+        model_path = str(atlas_demo.efficientnet_lite0_onnx("dynamo"))
+    model = OnnxJaxBackend().open(model_path, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=128)
+    if not args.inputs:
+        t = time.perf_counter()
+        samples = collect_samples(model, args.images)
+        collect = time.perf_counter() - t
     moment = samples.T @ samples / len(samples)
     # a 20x20 grid over a PCA layout (UMAP is not needed to time the icons)
     centred = samples - samples.mean(0)
