@@ -105,6 +105,20 @@ def test_whitening_uses_the_inverse_moment(cells):
     np.testing.assert_array_equal(whitened(directions, None), directions)
 
 
+def test_jitters_are_in_model_pixels():
+    """With the icon seen at 224 px, a jitter of d model pixels moves an 80 px icon d * 80 / 224 icon pixels
+    (the reference jitters the model's input); scale and rotation do not depend on the unit."""
+    import jax
+    from atlas_jax.featureviz import JITTERS, random_affine
+    key = jax.random.PRNGKey(3)
+    icon = random_affine(key, 64, 80)
+    model = random_affine(key, 64, 80, unit=80 / 224)
+    np.testing.assert_allclose(np.asarray(model[2]), np.asarray(icon[2]) * 80 / 224, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(model[0]), np.asarray(icon[0]))
+    assert np.abs(np.asarray(icon[2])).max() <= sum(JITTERS) / 2
+    assert np.asarray(icon[2]).std() > 1  # the shifts do vary
+
+
 def test_bad_options_are_one_line_errors(lite0, cells):
     for option in (dict(whiten="sideways"), dict(jitter="far")):
         with pytest.raises(UsageError) as err:
