@@ -290,7 +290,7 @@ class FeatureVizRenderer:
         if opts["jitter"] not in ("model", "icon"):
             raise UsageError(f"featureviz jitter={opts['jitter']!r}: use model or icon")
         config = (size, view_size, float(opts["p"]), float(opts["lr"]), bool(opts["transforms"]), opts["jitter"])
-        cache = fn.__dict__.setdefault("_optimizers", {})  # one compiled loop per configuration
+        cache = fn.__dict__.setdefault("_optimizers", {})  # one compiled step per configuration
         if config not in cache:
             cache[config] = make_optimizer(fn.apply, *config)
         run = cache[config]
