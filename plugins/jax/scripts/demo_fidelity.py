@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
+    from atlas_core.pipeline import _key_values
     from atlas_core.quality import icon_fidelity
     from atlas_jax.featureviz import FeatureVizRenderer
     from atlas_jax.model import OnnxJaxBackend
@@ -58,13 +59,7 @@ def main(argv=None) -> int:
         model_path = str(atlas_demo.efficientnet_lite0_onnx("dynamo"))
     model = OnnxJaxBackend().open(model_path, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=16)
     layer = meta["layer"]
-    options = {}
-    for item in args.option:
-        k, v = item.split("=", 1)
-        try:
-            options[k] = json.loads(v)
-        except ValueError:
-            options[k] = v
+    options = _key_values(args.option, "--option")  # parsed as atlas build's --icon-option
     rows = [c["direction"] for c in cells]
     req = IconRequest(model=model, layer=layer, directions=directions[rows], icon_size=meta.get("icon_size", 80),
                       seed=args.seed, moment=moment, options=options)
