@@ -51,19 +51,27 @@ class InputSpec:
 
 @dataclass
 class Layer:
-    """A tappable tensor: ``shape`` is per sample, canonical (H, W, C) or (C,)."""
+    """A tappable tensor: ``shape`` is per sample, canonical (H, W, C) or (C,).
+
+    ``bounds`` is (low, high) where the op bounds its output (ReLU: (0, None), Clip/ReLU6: (0, 6),
+    Sigmoid: (0, 1), Tanh: (-1, 1)), None where it does not or the backend cannot tell.
+    """
 
     name: str
     op_type: str = ""
     shape: Optional[tuple] = None
+    bounds: Optional[tuple] = None
 
     @property
     def spatial(self) -> bool:
         return self.shape is not None and len(self.shape) == 3
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "op_type": self.op_type,
-                "shape": list(self.shape) if self.shape is not None else None}
+        out = {"name": self.name, "op_type": self.op_type,
+               "shape": list(self.shape) if self.shape is not None else None}
+        if self.bounds is not None:
+            out["bounds"] = list(self.bounds)
+        return out
 
 
 @dataclass
