@@ -5,17 +5,16 @@ The core knows no framework: it imports numpy, pluggy and pillow only.
 
 import pluggy
 
-from .types import IMAGENET_MEAN, IMAGENET_STD, IconRequest, InputSpec, Layer, UsageError
+from .types import IMAGENET_MEAN, IMAGENET_STD, INPUT, IconRequest, InputSpec, Layer, UsageError
 
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("atlas_core")
 
 
-
 def build(*args, **kwargs):
-    """Build an atlas; see :func:`atlas_core.pipeline.build`."""
-    from .pipeline import build as _build
+    """Build an atlas; see :func:`atlas_core.stages.build`."""
+    from .stages import build as _build
     return _build(*args, **kwargs)
 
 
@@ -25,5 +24,5 @@ def load(path):
     return Atlas(path)
 
 
-__all__ = ["build", "load", "hookimpl", "InputSpec", "Layer", "IconRequest", "UsageError", "IMAGENET_MEAN",
-           "IMAGENET_STD", "__version__"]
+__all__ = ["build", "load", "hookimpl", "InputSpec", "Layer", "IconRequest", "UsageError", "INPUT",
+           "IMAGENET_MEAN", "IMAGENET_STD", "__version__"]

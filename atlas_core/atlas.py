@@ -36,12 +36,32 @@ class Atlas:
     def quality(self) -> dict:
         return self.manifest["quality"]
 
+    def level(self, level: int) -> dict:
+        """A level by its index in ``levels``, or else by its grid size (``atlas.level(20)``)."""
+        levels = self.levels
+        grids = [lv["grid"] for lv in levels]
+        if isinstance(level, int) and 0 <= level < len(levels):
+            return levels[level]
+        if level in grids:
+            return levels[grids.index(level)]
+        raise UsageError(f"no level {level!r}: give an index below {len(levels)} or a grid size among {grids}")
+
     def directions(self, level: int) -> np.ndarray:
-        return np.load(self.path / self.levels[level]["directions"])
+        """The cell directions of a level (by index or grid size)."""
+        return np.load(self.path / self.level(level)["directions"])
+
+    def store(self):
+        """The atlas's samples store, read-only (activations and any per-sample columns)."""
+        from .store import SampleStore
+        rel = self.manifest.get("store")
+        if not rel:
+            raise UsageError(f"{self.path} was built by an older version: rebuild it to reuse its samples")
+        path = self.path / rel
+        return SampleStore.open(path.parent, path.name)
 
     def show(self, **kwargs):
         """Display the interactive viewer inline in a notebook."""
-        from .viewer import show
+        from .exporters.viewer import show
         return show(self.path, **kwargs)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Built-in plugin: the PCA reducer and the exemplar icon renderer."""
+"""Built-in plugin: the PCA reducer, the exemplar renderer, and the manifest, mosaic and viewer exporters."""
 
 from . import hookimpl
 
@@ -9,8 +9,23 @@ def _pca(**params):
 
 
 def _exemplar():
-    from .icons import ExemplarRenderer
+    from .renderers.exemplar import ExemplarRenderer
     return ExemplarRenderer()
+
+
+def _manifest():
+    from .exporters.manifest import ManifestExporter
+    return ManifestExporter()
+
+
+def _mosaic():
+    from .exporters.mosaic import MosaicExporter
+    return MosaicExporter()
+
+
+def _viewer():
+    from .exporters.viewer import ViewerExporter
+    return ViewerExporter()
 
 
 @hookimpl
@@ -22,3 +37,10 @@ def atlas_register_reducers(register):
 def atlas_register_renderers(register):
     register("exemplar", _exemplar,
              description="receptive-field patch of the member sample nearest the cell's direction")
+
+
+@hookimpl
+def atlas_register_exporters(register):
+    register("manifest", _manifest, description="atlas.json, the contract, with its arrays and thumbnails")
+    register("mosaic", _mosaic, description="atlas.png: the default level's icons at their cells")
+    register("viewer", _viewer, description="index.html: the zoomable viewer, no server needed")

@@ -11,7 +11,8 @@ from . import __version__
 from .types import UsageError
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model input options that every command opening a model takes."""
     g = p.add_argument_group("model input")
     g.add_argument("--backend", help="backend to open the model with (default: the first that can)")
     g.add_argument("--preset", help="input normalization preset: imagenet, none, raw255")
@@ -24,11 +25,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
 
-def _open(args):
+def open_model_from(args, source=None):
+    """The model of a command's arguments, opened with its input options."""
     from .models import open_model
-    return open_model(args.model, backend=args.backend, preset=args.preset, mean=args.mean, std=args.std,
-                      scale=args.scale, size=args.size, batch_size=args.batch_size, threads=args.threads,
-                      device=args.device)
+    return open_model(args.model if source is None else source, backend=args.backend, **input_options(args))
 
 
 def cmd_plugins(args) -> int:
@@ -37,20 +37,25 @@ def cmd_plugins(args) -> int:
     if args.json:
         print(json.dumps({
             "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version,
-                         "registers": p.registers} for p in registry.plugins.values()],
+                         "registers": {f: n for f, n in p.registers.items() if n}}
+                        for p in registry.plugins.values()],
             "failed": [{"name": f.name, "distribution": f.distribution, "error": f.error}
-                       for f in registry.failed]}, indent=2))
+                       for f in registry.failed],
+            "conflicts": [{"family": c.family, "name": c.name, "kept": c.kept, "ignored": c.ignored}
+                          for c in registry.conflicts]}, indent=2))
         return 0
     for p in registry.plugins.values():
-        what = "; ".join(f"{fam}: {', '.join(names)}" for fam, names in sorted(p.registers.items())) or "nothing"
-        print(f"{p.name:<12} {p.distribution} {p.version:<8} {what}")
+        what = "; ".join(f"{fam}: {', '.join(names)}" for fam, names in sorted(p.registers.items()) if names)
+        print(f"{p.name:<12} {p.distribution} {p.version:<8} {what or 'nothing'}")
     for f in registry.failed:
         print(f"{f.name:<12} {f.distribution} FAILED to load: {f.error}")
+    for c in registry.conflicts:
+        print(f"CONFLICT: {c}")
     return 0
 
 
 def cmd_layers(args) -> int:
-    model = _open(args)
+    model = open_model_from(args)
     layers = model.layers()
     if args.json:
         print(json.dumps([layer.to_dict() for layer in layers], indent=1))
@@ -67,21 +72,80 @@ def cmd_layers(args) -> int:
 def cmd_activations(args) -> int:
     from .dump import dump_activations
     from .images import open_source
-    model = _open(args)
+    model = open_model_from(args)
     source = open_source(args.images)
     report = dump_activations(model, source, args.layer, args.output, batch_size=args.batch_size)
     print(report)
     return 0
 
 
+def input_options(args) -> dict:
+    """The model input options of the command line, as ``open_model`` takes them."""
+    return dict(preset=args.preset, mean=args.mean, std=args.std, scale=args.scale, size=args.size,
+                batch_size=args.batch_size, threads=args.threads, device=args.device)
+
+
+def _grids(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--levels must be comma-separated integers, e.g. 10,20,40; got {text!r}") from None
+
+
+def _names(text: Optional[str]) -> Optional[list]:
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``atlas build`` (docs/guide.md); other commands that build atlases share them."""
+    from .stages.state import DEFAULT_LEVELS
+    p.add_argument("--images", help="folder of images (recursive), a .npy array, or a source name (demo)")
+    p.add_argument("--layer", help="layer to atlas (see atlas layers MODEL)")
+    p.add_argument("--out", default="atlas-out", help="output folder (default atlas-out)")
+    p.add_argument("--reducer", default="umap", help="umap (default), tsne, pca, or a plugin's")
+    p.add_argument("--reducer-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="reducer hyperparameter, e.g. n_neighbors=20 (repeat)")
+    p.add_argument("--icons", default="exemplar", help="renderers, comma-separated: exemplar, featureviz")
+    p.add_argument("--icon-size", type=int, default=80, help="icon size in pixels (default 80)")
+    p.add_argument("--icon-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="renderer option, e.g. steps=512 or featureviz.steps=512 for one renderer (repeat)")
+    p.add_argument("--levels", default=",".join(map(str, DEFAULT_LEVELS)),
+                   help="grid sizes, comma-separated (default 10,20,40; capped by the sample count)")
+    p.add_argument("--default-level", type=int, help="index of the level drawn in atlas.png (default 1)")
+    p.add_argument("--min-count", type=int, default=5, help="minimum samples for a cell to be kept (default 5)")
+    p.add_argument("--samples-per-image", type=int, default=1, help="random positions per image (default 1)")
+    p.add_argument("--pool", choices=["none", "mean"], default="none", help="mean: one vector per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", help="CSV of file,label rows: ground-truth labels")
+    p.add_argument("--chunk-images", type=int, default=256, help="images per store chunk (default 256)")
+    p.add_argument("--exporters", help="exporters to run, comma-separated (default: every installed one; "
+                                       "the manifest always runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_options(args) -> dict:
+    """The options of ``add_build_arguments`` as :func:`atlas_core.build` takes them."""
+    from .options import key_values
+    return dict(reducer=args.reducer, reducer_params=key_values(args.reducer_param, "--reducer-param"),
+                icons=_names(args.icons), levels=_grids(args.levels), default_level=args.default_level,
+                min_count=args.min_count, samples_per_image=args.samples_per_image, pool=args.pool == "mean",
+                seed=args.seed, batch_size=args.batch_size, chunk_images=args.chunk_images,
+                icon_size=args.icon_size, icon_options=key_values(args.icon_option, "--icon-option"),
+                exporters=_names(args.exporters), quiet=args.quiet)
+
+
 def cmd_build(args) -> int:
-    from .pipeline import build_from_args
-    return build_from_args(args)
-
-
-def cmd_demo(args) -> int:
-    from .pipeline import demo
-    return demo(args)
+    from .stages import build
+    model = args.model_opt or args.model
+    if not model:
+        raise UsageError("give a model: atlas build MODEL ... or --model package.module:function")
+    if not args.images:
+        raise UsageError("give --images: a folder of images, a .npy array, or a source name such as demo")
+    if not args.layer:
+        raise UsageError(f"give --layer (list them with: atlas layers {model})")
+    build(model, args.images, args.layer, args.out, labels=args.labels, backend=args.backend,
+          input_options=input_options(args), **build_options(args))
+    return 0
 
 
 def cmd_view(args) -> int:
@@ -108,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list the layers of a model")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
-    _model_options(p)
+    add_model_arguments(p)
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("activations", help="save the full activations of layers for a folder of images")
@@ -116,28 +180,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder of images, .npy array, or demo")
     p.add_argument("--layer", action="append", required=True, help="layer name (repeat for several)")
     p.add_argument("-o", "--output", required=True, help="output .npz file")
-    _model_options(p)
+    add_model_arguments(p)
     p.set_defaults(func=cmd_activations)
 
-    from .pipeline import add_build_arguments
     p = sub.add_parser("build", help="build an activation atlas")
     p.add_argument("model", nargs="?", help="model file, or use --model")
     p.add_argument("--model", dest="model_opt", help="model file or import path package.module:function")
     add_build_arguments(p)
-    _model_options(p)
+    add_model_arguments(p)
     p.set_defaults(func=cmd_build)
-
-    p = sub.add_parser("demo", help="build the demo atlas (EfficientNet-Lite0 on bundled photos)")
-    p.add_argument("--out", default="demo-atlas", help="output folder (default demo-atlas)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--reducer", default="umap")
-    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("view", help="open an atlas in the browser")
     p.add_argument("dir")
     p.add_argument("--no-browser", action="store_true", help="only print the page's address")
     p.set_defaults(func=cmd_view)
+
+    _plugin_commands(sub)
     return parser
+
+
+def _plugin_commands(sub) -> None:
+    """The subcommands that plugins register (the demo's ``atlas demo`` among them)."""
+    from .plugins import get_registry
+    registry = get_registry()
+    taken = set(sub.choices)
+    for reg in registry.ordered("commands"):
+        if reg.name in taken:
+            print(f"atlas: note: plugin {reg.plugin!r} registers command {reg.name!r}, which atlas has already; "
+                  "ignored", file=sys.stderr)
+            continue
+        try:
+            command = reg.factory()
+            p = sub.add_parser(reg.name, help=reg.description or None)
+            command.add_arguments(p)
+        except Exception as exc:  # a broken plugin command must not break the others
+            print(f"atlas: note: command {reg.name!r} of plugin {reg.plugin!r} is skipped: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            sub.choices.pop(reg.name, None)
+            continue
+        p.set_defaults(func=command.run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -3,10 +3,11 @@
 A plugin is a module (or object) with functions marked ``@atlas_core.hookimpl``
 whose names match the specs below. It is found through the entry-point group
 ``atlas_core``. Every hook here is a ``register`` callback hook: the plugin
-calls ``register(name, factory)`` once per thing it provides. Registration must
-be cheap: ``factory`` is called only when the thing is used, so a plugin
-imports its framework inside the factory (or inside the object's methods),
-never at module import.
+calls ``register(name, factory, description="...")`` once per thing it
+provides. Registration must be cheap: ``factory`` is called only when the
+thing is used, so a plugin imports its framework inside the factory (or inside
+the object's methods), never at module import. The objects' contracts are the
+protocols of :mod:`atlas_core.contracts`.
 
 docs/hooks.md repeats these docstrings; a test keeps the two in step.
 """
@@ -26,30 +27,13 @@ Register = Callable[..., None]
 def atlas_register_backends(register: Register) -> None:
     """Register model backends: things that open a model and read its layers.
 
-    Call ``register(name, factory, description="...")``. ``factory()`` takes no
-    arguments and returns a backend object with:
-
-    - ``name``: str, the same name.
-    - ``can_open(source) -> bool``: cheap test, no framework import if it can
-      be avoided (look at a file suffix or at ``type(source).__module__``).
-    - ``open(source, **options) -> Model``: the model, where ``options`` are
-      the input options of the command line (``mean``, ``std``, ``size``,
-      ``batch_size``, ``threads``, ``device``); unknown keys are ignored.
-
-    A ``Model`` has ``name`` (str), ``provider`` (what really runs, e.g.
-    ``"CPUExecutionProvider"``), ``input_spec`` (:class:`atlas_core.InputSpec`),
-    ``layers() -> list[Layer]`` in graph order (:class:`atlas_core.Layer`, shape
-    per sample in canonical layout), ``output`` (name of the layer that holds
-    the model's final output, or None), and
-    ``activations(images, layers) -> dict[str, ndarray]`` that takes float32
-    NHWC images in [0, 1] at ``input_spec`` size and returns each named layer as
-    float32 NHWC (spatial) or NC (dense). An unknown layer raises
-    :class:`atlas_core.UsageError` naming the closest matches.
-
-    Optional, for gradient-based renderers: ``jax_function(layer)`` returns a
-    jit-able, differentiable JAX function from float32 NHWC [0, 1] images to
-    the layer's canonical activations; ``onnx_model()`` returns an
-    ``onnx.ModelProto`` of the model (a renderer can lower it to JAX).
+    Call ``register(name, factory, description="...", priority=0)``.
+    ``factory()`` takes no arguments and returns a
+    :class:`atlas_core.contracts.Backend`, whose ``open`` returns a
+    :class:`atlas_core.contracts.Model`. When the user names no backend, the
+    backends that can open the source are tried by descending ``priority``
+    (then by name): give the fast inference path of a format a higher priority
+    than an alternative one (the ONNX backend is 10, ONNX lowered to JAX 0).
 
     Collected (not firstresult): every plugin gets the callback.
     """
@@ -60,11 +44,13 @@ def atlas_register_reducers(register: Register) -> None:
     """Register reducers: estimators that lay samples out in 2-D.
 
     Call ``register(name, factory, description="...")``. ``factory(**params)``
-    returns an estimator in scikit-learn style: ``__init__`` only stores
-    hyperparameters (``n_components=2``, ``random_state=None`` and its own),
+    returns a :class:`atlas_core.contracts.Reducer`, an estimator in
+    scikit-learn style: ``__init__`` only stores hyperparameters
+    (``n_components=2``, ``random_state=None`` and its own),
     ``fit_transform(X) -> ndarray`` of shape ``(n_samples, n_components)`` is
     where the work (and the framework import) happens. The same
-    ``random_state`` on the same data must give the same layout.
+    ``random_state`` on the same data must give the same layout. A parameter
+    that its ``__init__`` does not take is refused before any work is done.
 
     Collected (not firstresult): every plugin gets the callback.
     """
@@ -75,14 +61,69 @@ def atlas_register_renderers(register: Register) -> None:
     """Register icon renderers: things that draw one icon per grid cell.
 
     Call ``register(name, factory, description="...")``. ``factory()`` returns
-    a renderer object with ``name`` (str) and
+    a :class:`atlas_core.contracts.Renderer`: ``name``, ``options`` (every
+    option it takes, with its default), ``requires`` (what it needs from the
+    icons stage: ``receptive_field``, ``gradients``) and
     ``render(request) -> list[PIL.Image.Image]``, one RGB icon of
     ``request.icon_size`` pixels per direction in ``request.directions``, in
-    order. ``request`` is an :class:`atlas_core.IconRequest`: the opened model,
-    the layer, the cells' directions, their member samples, the samples store
-    and the image source, a seed and renderer options. A renderer that cannot
-    work with the given model raises :class:`atlas_core.UsageError` with a
-    one-line reason and what to use instead.
+    order. ``request`` is an :class:`atlas_core.IconRequest`. A renderer that
+    cannot work with the given model raises :class:`atlas_core.UsageError`
+    with a one-line reason and what to use instead.
+
+    Collected (not firstresult): every plugin gets the callback.
+    """
+
+
+@hookspec
+def atlas_register_exporters(register: Register) -> None:
+    """Register exporters: things that write files from a built atlas.
+
+    Call ``register(name, factory, description="...")``. ``factory()`` returns
+    a :class:`atlas_core.contracts.Exporter`: ``name``, ``order`` and
+    ``export(build, out) -> list[str]``. ``atlas build`` runs every registered
+    exporter (or those named by ``--exporters``) in ascending ``order`` after
+    the other stages; the built-in ones are ``manifest`` (atlas.json and its
+    arrays, order 0), ``mosaic`` (atlas.png, 10) and ``viewer`` (index.html,
+    20).
+
+    Collected (not firstresult): every plugin gets the callback.
+    """
+
+
+@hookspec
+def atlas_register_gradients(register: Register) -> None:
+    """Register gradient providers: things that give a model a gradient capability it lacks.
+
+    Call ``register(name, factory, description="...", priority=0)``.
+    ``factory()`` returns a :class:`atlas_core.contracts.GradientProvider`.
+    A model's own ``gradients()`` comes first; otherwise the providers whose
+    ``can_differentiate(model)`` is true are tried by descending ``priority``.
+    What they give is a :class:`atlas_core.contracts.Differentiable`.
+
+    Collected (not firstresult): every plugin gets the callback.
+    """
+
+
+@hookspec
+def atlas_register_sources(register: Register) -> None:
+    """Register named image sources, used as ``--images NAME``.
+
+    Call ``register(name, factory, description="...")``. ``factory()`` returns
+    an :class:`atlas_core.contracts.ImageSource`. A path that exists on disk
+    takes precedence over a registered name.
+
+    Collected (not firstresult): every plugin gets the callback.
+    """
+
+
+@hookspec
+def atlas_register_commands(register: Register) -> None:
+    """Register subcommands of ``atlas``.
+
+    Call ``register(name, factory, description="...")``. ``factory()`` returns
+    an :class:`atlas_core.contracts.Command`: ``add_arguments(parser)`` (an
+    argparse parser; import no framework there: every command's arguments are
+    declared whenever ``atlas`` starts) and ``run(args) -> int``.
 
     Collected (not firstresult): every plugin gets the callback.
     """

@@ -1,4 +1,4 @@
-"""Image sources: a folder (recursive), a .npy array, or the demo set.
+"""Image sources: a folder (recursive), a .npy array, arrays in memory, or a source a plugin registers.
 
 Every source yields canonical images: float32 HWC RGB in [0, 1], resized to the
 model's input size. Grayscale, RGBA, palette and 16-bit images are converted.
@@ -6,6 +6,8 @@ model's input size. Grayscale, RGBA, palette and 16-bit images are converted.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,6 +18,10 @@ from PIL import Image
 from .types import UsageError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()[:16]
 
 
 class BadImage(Exception):
@@ -93,6 +99,10 @@ class ImageSource:
     def describe(self) -> str:
         return f"{len(self)} {self.kind}"
 
+    def identity(self) -> str:
+        """Changes when the images do (for reuse keys); by default their names."""
+        return _digest(list(self.names))
+
 
 class FolderSource(ImageSource):
     kind = "image files"
@@ -111,6 +121,17 @@ class FolderSource(ImageSource):
                 return to_rgb_array(img)
         except Exception as exc:  # PIL raises many kinds for broken files
             raise BadImage(f"{self.names[i]}: {type(exc).__name__}: {exc}") from None
+
+    def identity(self) -> str:
+        """Names, sizes and modification times: an image rewritten in place changes it."""
+        stats = []
+        for name, p in zip(self.names, self.paths):
+            try:
+                st = p.stat()
+                stats.append([name, st.st_size, st.st_mtime_ns])
+            except OSError:
+                stats.append([name, None, None])
+        return _digest(stats)
 
     def native_size(self, i: int) -> tuple[int, int]:
         try:
@@ -132,29 +153,68 @@ class ArraySource(ImageSource):
     def raw(self, i: int) -> np.ndarray:
         return array_to_canonical(self.array[i])
 
+    def identity(self) -> str:
+        a = self.array
+        step = max(1, len(a) // 64)  # a strided sample of the pixels: cheap for a memory-mapped array
+        return _digest([list(self.names), list(a.shape), str(a.dtype),
+                        hashlib.sha256(np.ascontiguousarray(a[::step]).tobytes()).hexdigest()])
 
-def open_source(spec: str) -> ImageSource:
-    """``spec``: a folder, a ``.npy`` file, or ``demo``."""
-    if spec == "demo":
-        try:
-            import atlas_demo
-        except ImportError:
-            raise UsageError("--images demo needs the demo package: pip install ./plugins/demo") from None
-        return atlas_demo.demo_images()
+
+class ListSource(ImageSource):
+    kind = "array images"
+
+    def __init__(self, arrays: list, names: Optional[Sequence[str]] = None):
+        self.arrays = arrays
+        self.names = list(names) if names is not None else [f"image[{i}]" for i in range(len(arrays))]
+
+    def raw(self, i: int) -> np.ndarray:
+        return array_to_canonical(self.arrays[i])
+
+    def identity(self) -> str:
+        h = hashlib.sha256()
+        for a in self.arrays:
+            h.update(np.ascontiguousarray(a).tobytes())
+        return _digest([list(self.names), h.hexdigest()])
+
+
+def open_source(spec) -> ImageSource:
+    """``spec``: a folder, a ``.npy`` file, or the name of a registered source (``demo``); a path on disk
+    takes precedence over a name."""
     path = Path(spec)
     if not path.exists():
-        raise UsageError(f"image source {spec!r} does not exist: give a folder of images, a .npy file or 'demo'")
+        from .plugins import get_registry
+        registry = get_registry()
+        if str(spec) in registry.entries["sources"]:
+            return registry.create("sources", str(spec))
+        names = ", ".join(registry.names("sources"))
+        raise UsageError(f"image source {str(spec)!r} does not exist: give a folder of images, a .npy file"
+                         f"{' or one of: ' + names if names else ''}")
     if path.is_dir():
         source = FolderSource(path)
         if not len(source):
-            raise UsageError(f"no images in {spec!r} (looked for {', '.join(sorted(EXTENSIONS))}, recursively)")
+            raise UsageError(f"no images in {str(spec)!r} (looked for {', '.join(sorted(EXTENSIONS))}, recursively)")
         return source
     if path.suffix == ".npy":
         try:
             array = np.load(path, mmap_mode="r")
         except Exception as exc:
-            raise UsageError(f"cannot read {spec!r} as a .npy array: {exc}") from None
+            raise UsageError(f"cannot read {str(spec)!r} as a .npy array: {exc}") from None
         if not len(array):
-            raise UsageError(f"{spec!r} holds no images")
+            raise UsageError(f"{str(spec)!r} holds no images")
         return ArraySource(array, label=path.name)
-    raise UsageError(f"image source {spec!r} is not a folder, a .npy file or 'demo'")
+    raise UsageError(f"image source {str(spec)!r} is not a folder or a .npy file")
+
+
+def as_source(images) -> ImageSource:
+    """An ImageSource from what a Python caller may pass: a source, a path or name, an N x H x W (x C) array,
+    or a list of HW(C) arrays."""
+    if isinstance(images, ImageSource):
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        return open_source(images)
+    if isinstance(images, np.ndarray):
+        return ArraySource(images)
+    if isinstance(images, (list, tuple)) and all(isinstance(a, np.ndarray) for a in images):
+        return ListSource(list(images))
+    raise UsageError(f"images must be a folder, a .npy file, a source name, an array or a list of arrays; "
+                     f"got {type(images).__name__}")

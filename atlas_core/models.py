@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .plugins import get_registry
 from .types import IMAGENET_MEAN, IMAGENET_STD, UsageError
@@ -90,9 +91,9 @@ def input_options(source=None, *, preset: Optional[str] = None, mean=None, std=N
     return opts
 
 
-def open_model(source, backend: Optional[str] = None, **options):
+def open_model(source, backend: Optional[str] = None, registry=None, **options):
     """Open ``source`` (a path, an import path, or a framework object) with the right backend."""
-    registry = get_registry()
+    registry = registry or get_registry()
     try:
         chosen = registry.backend_for(source, backend)
     except UsageError:
@@ -100,3 +101,42 @@ def open_model(source, backend: Optional[str] = None, **options):
             raise UsageError(f"model file {str(source)!r} not found") from None
         raise
     return chosen.open(source, **input_options(source, **options))
+
+
+def is_model(obj) -> bool:
+    """An opened Model (the contract of :class:`atlas_core.contracts.Model`) rather than something to open."""
+    return all(hasattr(obj, a) for a in ("activations", "layers", "input_spec", "identity"))
+
+
+def as_model(model, backend: Optional[str] = None, registry=None, **options):
+    """``model`` itself if it is an opened Model, else ``open_model(model, ...)``."""
+    if is_model(model) and not backend and not any(v is not None for v in options.values()):
+        return model
+    if is_model(model):
+        raise UsageError("backend and input options apply when opening a model; this one is already open")
+    if hasattr(model, "activations") and hasattr(model, "layers"):
+        missing = [a for a in ("input_spec", "identity") if not hasattr(model, a)]
+        raise UsageError(f"{type(model).__name__} looks like an opened model but has no {' or '.join(missing)} "
+                         "(the Model contract of docs/hooks.md)")
+    return open_model(model, backend=backend, registry=registry, **options)
+
+
+def content_hash(paths: Iterable, extra=None) -> str:
+    """A hash of the bytes of ``paths`` (a model file and its external data), and of ``extra``."""
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def array_hash(arrays: Iterable, extra=None) -> str:
+    """A hash of numeric arrays (an object model's weights), and of ``extra``."""
+    import numpy as np
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]

@@ -9,6 +9,7 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INPUT = "@input"  # the model's input (canonical images) as the source of a differentiable function
 
 
 class UsageError(Exception):
@@ -48,6 +49,10 @@ class InputSpec:
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    def identity(self) -> list:
+        """What of the spec changes the activations (for reuse keys)."""
+        return [self.size, list(self.mean), list(self.std), self.scale, self.layout, self.channels]
+
 
 @dataclass
 class Layer:
@@ -79,10 +84,14 @@ class IconRequest:
     """Everything a renderer gets to draw the icons of one grid level.
 
     ``directions`` is (cells, channels); ``members[k]`` holds the sample ids of
-    cell ``k``; ``store`` gives ``activations(ids)`` and ``provenance(ids)``
-    (rows of image, y, x); ``images`` gives ``load(i)`` (float32 HWC in [0, 1]
-    at the model's input size); ``moment`` is the uncentred second moment of
-    the samples (channels x channels) for whitening objectives.
+    cell ``k``, most representative first; ``store`` gives ``activations(ids)``
+    and ``provenance(ids)`` (rows of image, y, x); ``images`` gives ``load(i)``
+    (float32 HWC in [0, 1] at the model's input size); ``moment`` is the
+    uncentred second moment of the samples (channels x channels) for whitening
+    objectives; ``options`` holds the renderer's declared options, defaults
+    filled in. What a renderer ``requires`` is filled in too:
+    ``receptive_field`` ({"stride", "size", "input"} in input pixels) and
+    ``gradients`` (the model's :class:`atlas_core.contracts.Differentiable`).
     """
 
     model: Any
@@ -96,3 +105,5 @@ class IconRequest:
     moment: Optional[np.ndarray] = None
     options: dict = field(default_factory=dict)
     progress: Optional[Callable[[int], None]] = None
+    receptive_field: Optional[dict] = None
+    gradients: Any = None

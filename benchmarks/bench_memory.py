@@ -19,9 +19,9 @@ import tempfile
 CHILD = r"""
 import json, resource, sys, time
 import atlas_demo
-from atlas_core.collect import collect
 from atlas_core.models import open_model
-from atlas_core.store import SampleStore
+from atlas_core.stages import build_state
+from atlas_core.stages.collect import CollectStage
 
 n_images, out = int(sys.argv[1]), sys.argv[2]
 model = open_model(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), batch_size=32)
@@ -39,10 +39,9 @@ class Repeated(type(demo)):
 source = Repeated(n_images)
 for name in atlas_demo.PHOTO_NAMES:  # the demo keeps its decoded photos: load them all before measuring
     atlas_demo.photo(name)
-store = SampleStore(out, {"bench": n_images})
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
-collect(model, source, "add_530", store, samples_per_image=10, quiet=True)
+store = build_state(model, source, "add_530", out, stages=[CollectStage], samples_per_image=10, quiet=True).store
 print(json.dumps({"images": n_images, "samples": len(store), "seconds": time.perf_counter() - t,
                   "rss_before_mb": rss0 / 1024, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from atlas_core.viewer import write_viewer
+    from atlas_core.exporters.viewer import write_viewer
 
     out = Path(args.out)
     results: dict = {}

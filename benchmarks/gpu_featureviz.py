@@ -77,7 +77,7 @@ def main(argv=None) -> int:
 
     import jax
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
-    from atlas_core.quality import icon_fidelity
+    from atlas_core.metrics import icon_fidelity
     from atlas_jax.featureviz import FeatureVizRenderer
     from atlas_jax.model import OnnxJaxBackend
 

@@ -80,7 +80,7 @@ def test_lfw_manifest_validates_and_icons_exist(lfw_atlas):
             icon = Image.open(atlas.path / cell["icon"])
             assert icon.size == (80, 80)
             # the direction is the mean of the members' activations
-            acts = np.load(atlas.path / "store" / "acts.npy")[cell["samples"]]
+            acts = atlas.store().activations()[cell["samples"]]
             np.testing.assert_allclose(dirs[cell["direction"]], acts.mean(0), rtol=1e-4, atol=1e-5)
             assert -1 <= cell["fidelity"] <= 1
     assert Image.open(atlas.path / "atlas.png").size == (800, 800)
@@ -102,12 +102,12 @@ def test_build_cli_skips_corrupt_image_and_reports_it(model_path, photo_folder, 
     assert samples[:, 1:].min() >= 1 and samples[:, 1:].max() <= 12  # never on the border of 14 x 14
     validate(out)
     # re-running with other grid options reuses what was collected and laid out
-    chunks = {p: p.stat().st_mtime_ns for p in (out / "store").glob("chunk-*.npz")}
+    chunks = {p: p.stat().st_mtime_ns for p in (out / "store").glob("*/chunk-*.npz")}
     res2 = run("build", model_path, "--images", photo_folder, "--layer", LAYER, "--out", out, "--reducer", "pca",
                "--levels", "2,4", "--min-count", "2", "--samples-per-image", "2")
     assert res2.returncode == 0 and "reusing pca layout" in res2.stdout
     assert "collect: 0/49" not in res2.stderr
-    assert chunks == {p: p.stat().st_mtime_ns for p in (out / "store").glob("chunk-*.npz")}
+    assert chunks == {p: p.stat().st_mtime_ns for p in (out / "store").glob("*/chunk-*.npz")}
     assert [lv["grid"] for lv in json.loads((out / "atlas.json").read_text())["levels"]] == [2, 4]
 
 
@@ -120,11 +120,11 @@ def test_kill_and_resume_gives_the_same_atlas(model_path, photo_folder, tmp_path
     proc = subprocess.Popen([ATLAS, *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "store").glob("chunk-*.npz"))) < 2:
+    while time.time() < deadline and len(list((out / "store").glob("*/chunk-*.npz"))) < 2:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(list((out / "store").glob("chunk-*.npz")))
+    done = len(list((out / "store").glob("*/chunk-*.npz")))
     assert 2 <= done < 7, "the kill should land mid-collection"
     assert not (out / "atlas.json").exists()
     resumed = run(*args, "--out", out)
@@ -172,7 +172,7 @@ def test_impossible_grid_and_dense_layer(model_path, tmp_path):
 
 def test_labels_csv_matches_relative_path_or_file_name(tmp_path):
     from atlas_core.images import ArraySource
-    from atlas_core.pipeline import read_labels
+    from atlas_core.labels import read_labels
     source = ArraySource(np.zeros((3, 4, 4, 3)), names=["a/x.jpg", "b/y.png", "z.bmp"])
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("file,label\na/x.jpg,cat\ny.png,<img src=x onerror=alert(1)>\n")

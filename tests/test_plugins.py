@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import atlas_core
-from atlas_core.plugins import PluginError, load
+from atlas_core.plugins import load
 from atlas_core.testing import check_reducer
 
 
@@ -80,21 +80,61 @@ def test_disable_named_and_all_external(tmp_path):
     assert names(_atlas_plugins(tmp_path, {"ATLAS_DISABLE_PLUGINS": "all"})) == {"builtins"}
 
 
-def test_duplicate_name_is_an_error_naming_both(tmp_path):
-    _fake_distribution(tmp_path, "atlas_dup", "atlas_dup_plugin", DUPLICATE, "dup")
+def test_duplicate_name_is_reported_and_the_first_party_one_kept(tmp_path):
+    # an impostor that sorts before the real plugin registers its name: the real one is kept, every command works
+    _fake_distribution(tmp_path, "atlas_dup", "atlas_dup_plugin", DUPLICATE, "aaa_dup")
     out = _atlas_plugins(tmp_path)
-    assert out.returncode == 2
-    assert "'pca'" in out.stderr and "'builtins'" in out.stderr and "'dup'" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 0, out.stderr
+    conflicts = json.loads(out.stdout)["conflicts"]
+    assert conflicts == [{"family": "reducers", "name": "pca", "kept": "builtins", "ignored": "aaa_dup"}]
+    plain = subprocess.run([sys.executable, "-m", "atlas_core.cli", "plugins"], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert plain.returncode == 0 and "CONFLICT" in plain.stdout and "'aaa_dup'" in plain.stdout
+    assert "Traceback" not in plain.stderr
 
 
-def test_duplicate_in_process(atlas_registry):
+def test_duplicate_in_process_keeps_the_first(atlas_registry):
     class Dup:
         @atlas_core.hookimpl
         def atlas_register_reducers(self, register):
             register("pca", dict)
-    with pytest.raises(PluginError, match="registered twice"):
-        atlas_registry(Dup())
+            register("halves", dict)
+
+    class Dup2:
+        @atlas_core.hookimpl
+        def atlas_register_reducers(self, register):
+            register("halves", list)
+    registry = load(entry_points=False, extra=(("dup", Dup()), ("dup2", Dup2())))
+    assert registry.get("reducers", "pca").plugin == "builtins"
+    assert registry.get("reducers", "halves").factory is dict  # neither is first-party: the first one wins
+    assert [(c.name, c.kept, c.ignored) for c in registry.conflicts] == [("pca", "builtins", "dup"),
+                                                                       ("halves", "dup", "dup2")]
+
+
+def test_register_nonsense_is_reported_not_raised(atlas_registry):
+    class Bad:
+        @atlas_core.hookimpl
+        def atlas_register_reducers(self, register):
+            register(None)
+    registry = atlas_registry(Bad())
+    assert "pca" in registry.names("reducers")
+    assert any("register() needs a name" in f.error for f in registry.failed)
+
+
+def test_backends_are_tried_by_priority(atlas_registry):
+    class Low:
+        name = "low"
+        def can_open(self, source): return True  # noqa: E704
+
+    class High(Low):
+        name = "zz-high"
+
+    class Plugin:
+        @atlas_core.hookimpl
+        def atlas_register_backends(self, register):
+            register("low", Low, priority=0)
+            register("zz-high", High, priority=5)
+    assert atlas_registry(Plugin()).backend_for("anything").name == "zz-high"
 
 
 def test_hook_that_raises_is_skipped(atlas_registry):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atlas_core.viewer import show, write_viewer
+from atlas_core.exporters.viewer import show, write_viewer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -23,6 +23,6 @@ def _avoid_ynn_reduce_fusion() -> None:
 
 _avoid_ynn_reduce_fusion()
 
-from .model import JaxFunction, JaxModel  # noqa: E402
+from .model import JaxFunction, JaxGradients, JaxModel  # noqa: E402
 
-__all__ = ["JaxModel", "JaxFunction"]
+__all__ = ["JaxModel", "JaxFunction", "JaxGradients"]

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from atlas_core import UsageError
+from atlas_core import INPUT, UsageError
 
 DEFAULTS = {
     "steps": 128,      # lucid recipe (notebooks 512, production 1024)
@@ -238,30 +238,21 @@ def make_optimizer(apply: Callable, icon_size: int, view_size: int, p: float, lr
     return run
 
 
-_LOWERED: dict = {}
-
-
-def icon_function(model, layer: str):
-    """A JAX function for the layer: the model's own, or its ONNX graph lowered to JAX."""
-    if hasattr(model, "jax_function"):
-        return model.jax_function(layer)
-    if hasattr(model, "onnx_model"):
-        from .model import OnnxJaxModel
-        cached = _LOWERED.get(id(model))
-        if cached is None or cached[0] is not model:
-            lowered = OnnxJaxModel(model.onnx_model(), batch_size=getattr(model, "batch_size", 32))
-            lowered.input_spec = model.input_spec
-            _LOWERED.clear()  # keep one: the model being drawn
-            _LOWERED[id(model)] = cached = (model, lowered)
-        return cached[1].jax_function(layer)
-    raise UsageError(f"the {type(model).__name__} model cannot give gradients for feature visualization "
-                     "(no jax_function or onnx_model); use --icons exemplar")
+def icon_function(grads, layer: str):
+    """The JAX function from images to ``layer`` of a model's gradient capability (a one-line error when it
+    is not JAX's)."""
+    if grads is None or getattr(grads, "engine", None) != "jax":
+        raise UsageError("featureviz needs the model's gradients in JAX (the JAX plugin gives them to ONNX, torch "
+                         "and JAX models); use --icons exemplar")
+    return grads.function(INPUT, [layer])
 
 
 class FeatureVizRenderer:
     """Renderer ``featureviz``: one optimized image per cell direction."""
 
     name = "featureviz"
+    options = DEFAULTS
+    requires = frozenset({"gradients", "moment"})
 
     def render(self, request) -> list:
         import jax
@@ -276,7 +267,11 @@ class FeatureVizRenderer:
         n = len(directions)
         if n == 0:
             return []
-        fn = icon_function(request.model, request.layer)
+        grads = request.gradients
+        if grads is None:  # called outside a build: ask the model's capability
+            from atlas_core.gradients import gradients
+            grads = gradients(request.model)
+        fn = icon_function(grads, request.layer)
         model_size = fn.input_size or getattr(request.model.input_spec, "size", None)
         if opts["view"] == "icon" or model_size is None:
             view_size = size
@@ -292,7 +287,8 @@ class FeatureVizRenderer:
         config = (size, view_size, float(opts["p"]), float(opts["lr"]), bool(opts["transforms"]), opts["jitter"])
         cache = fn.__dict__.setdefault("_optimizers", {})  # one compiled step per configuration
         if config not in cache:
-            cache[config] = make_optimizer(fn.apply, *config)
+            layer = request.layer
+            cache[config] = make_optimizer(lambda p, x: fn.apply(p, x)[layer], *config)
         run = cache[config]
         rows = np.repeat(np.arange(n), attempts)  # row r optimizes direction rows[r]
         batch = min(batch, len(rows))

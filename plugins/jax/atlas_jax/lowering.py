@@ -33,6 +33,7 @@ class _Ctx:
     opset: int
     op_type: str
     n_outputs: int
+    forward_mode: bool = False  # lowered for JVPs: no op may use a custom VJP
 
 
 def _attrs(node) -> dict:
@@ -90,12 +91,12 @@ class OnnxGraph:
                     self.producer[out] = i
 
     # -- graph queries ------------------------------------------------------
-    def needed(self, outputs: Sequence[str]) -> list[int]:
-        """Indices of the nodes needed to compute ``outputs``, in graph order."""
+    def needed(self, outputs: Sequence[str], source: Optional[str] = None) -> list[int]:
+        """Indices of the nodes needed to compute ``outputs`` (from ``source`` when given), in graph order."""
         want, seen, stack = set(), set(), list(outputs)
         while stack:
             name = stack.pop()
-            if name in seen:
+            if name in seen or name == source:
                 continue
             seen.add(name)
             i = self.producer.get(name)
@@ -111,18 +112,31 @@ class OnnxGraph:
         return [(self.nodes[i].op_type, node_label(self.nodes[i], i)) for i in idx
                 if self.nodes[i].op_type not in OPS or self.nodes[i].domain not in ("", "ai.onnx")]
 
-    def check(self, outputs: Sequence[str]) -> None:
+    def tail_problem(self, outputs: Sequence[str], source: str) -> Optional[str]:
+        """Why ``outputs`` cannot be computed from tensor ``source`` alone (None if they can): they must
+        depend on it and on nothing else that comes from the input."""
+        nodes = self.needed(outputs, source)
+        reads = {n for i in nodes for n in self.nodes[i].input if n}
+        if source not in reads and source not in outputs:
+            return f"{', '.join(outputs)} does not depend on {source!r}"
+        if self.input_name in reads:
+            return (f"the graph from {source!r} to {', '.join(outputs)} also reads the model's input by another "
+                    "path (a skip connection around it)")
+        return None
+
+    def check(self, outputs: Sequence[str], source: Optional[str] = None) -> None:
         missing = [o for o in outputs if o not in self.producer and o != self.input_name]
         if missing:
             raise UsageError(f"no tensor named {missing[0]!r} in the ONNX graph")
-        bad = self.unsupported(self.needed(outputs))
+        bad = self.unsupported(self.needed(outputs, source))
         if bad:
             op_type, label = bad[0]
             raise UnsupportedOp(f"ONNX op {op_type!r} (node {label}) is not supported by the JAX lowering")
 
     # -- tracing -------------------------------------------------------------------
-    def run(self, params: dict, x, outputs: Sequence[str], strict: bool = True) -> list:
-        """Evaluate the graph on ``x`` (the model's own input) up to ``outputs``.
+    def run(self, params: dict, x, outputs: Sequence[str], strict: bool = True, source: Optional[str] = None,
+            forward_mode: bool = False) -> list:
+        """Evaluate the graph on ``x`` (the model's own input, or tensor ``source``) up to ``outputs``.
 
         With ``strict=False`` an unsupported node yields no value (its dependents are
         skipped) instead of raising; missing outputs come back as None.
@@ -131,8 +145,8 @@ class OnnxGraph:
         from . import ops
         env: dict = dict(self.constants)
         env.update(params)
-        env[self.input_name] = x
-        for i in self.needed(outputs):
+        env[source or self.input_name] = x
+        for i in self.needed(outputs, source):
             node = self.nodes[i]
             fn = ops.OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if fn is None:
@@ -146,7 +160,7 @@ class OnnxGraph:
                     raise UsageError(f"node {node_label(node, i)} reads {node.input} but some are undefined")
                 continue
             folded = node.op_type in ops.FOLDABLE and all(a is None or isinstance(a, np.ndarray) for a in args)
-            ctx = _Ctx(np if folded else jnp, self.opset, node.op_type, len(node.output))
+            ctx = _Ctx(np if folded else jnp, self.opset, node.op_type, len(node.output), forward_mode)
             try:
                 results = fn(ctx, args, _attrs(node))
             except UsageError:
@@ -167,14 +181,19 @@ class OnnxGraph:
                     env[name] = value
         return [env.get(o) for o in outputs]
 
-    def function(self, outputs: Sequence[str]):
-        """``f(params, x) -> list`` of the named tensors; jit-able and differentiable in ``x``."""
+    def function(self, outputs: Sequence[str], source: Optional[str] = None, forward_mode: bool = False):
+        """``f(params, x) -> list`` of the named tensors, ``x`` the model's input (or tensor ``source``);
+        jit-able and differentiable in ``x`` (``forward_mode``: by JVPs; otherwise fastest by gradients)."""
         outputs = list(outputs)
-        self.check(outputs)
+        self.check(outputs, source)
+        if source is not None:
+            problem = self.tail_problem(outputs, source)
+            if problem:
+                raise UsageError(problem)
 
         def f(params, x):
             import jax.numpy as jnp
-            return [jnp.asarray(v) for v in self.run(params, x, outputs)]
+            return [jnp.asarray(v) for v in self.run(params, x, outputs, source=source, forward_mode=forward_mode)]
 
         return f
 

@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from atlas_core import InputSpec, Layer, UsageError
+from atlas_core import INPUT, InputSpec, Layer, UsageError
+from atlas_core.models import array_hash, content_hash
 
 
 class JaxModel:
@@ -45,20 +46,102 @@ class JaxModel:
 
 
 class JaxFunction:
-    """A JAX function from canonical images (float32 NHWC in [0, 1]) to one layer's canonical activations.
+    """A JAX function from a source tensor to target tensors (:class:`atlas_core.contracts.TensorFunction`).
 
-    ``f(images)`` calls ``apply(params, images)``; jit ``apply`` with ``params`` as an
-    argument so that XLA does not fold the weights into the program.
+    ``apply(params, x)`` returns ``{target: value}``: ``x`` is canonical images (float32 NHWC in [0, 1]) when
+    ``source`` is the input, otherwise the source layer's canonical activations. Jit ``apply`` with
+    ``params`` as an argument so that XLA does not fold the weights into the program; ``f(x)`` calls it with
+    the function's own ``params``.
     """
 
-    def __init__(self, apply: Callable, params: Any, layer: str, input_size: Optional[tuple] = None):
+    engine = "jax"
+
+    def __init__(self, apply: Callable, params: Any, source: str, targets: Sequence[str],
+                 input_size: Optional[tuple] = None):
         self.apply = apply
         self.params = params
-        self.layer = layer
+        self.source = source
+        self.targets = tuple(targets)
         self.input_size = input_size
 
-    def __call__(self, images):
-        return self.apply(self.params, images)
+    def __call__(self, x):
+        return self.apply(self.params, x)
+
+
+class JaxGradients:
+    """The gradient capability of a JAX-backed model (:class:`atlas_core.contracts.Differentiable`)."""
+
+    engine = "jax"
+
+    def __init__(self, model: "_Model"):
+        self.model = model
+        self._functions: dict = {}
+        self._jvps: dict = {}
+
+    def supports(self, source: str, targets: Sequence[str]) -> Optional[str]:
+        known = {layer.name for layer in self.model.layers()}
+        for name in [source] * (source != INPUT) + list(targets):
+            if name not in known:
+                return f"{self.model.name} has no layer {name!r}"
+        return self.model._tail_problem(source, list(targets))
+
+    def function(self, source: str, targets: Sequence[str], forward_mode: bool = False) -> JaxFunction:
+        """The JAX function; ``forward_mode`` lowers it for JVPs (every op differentiable forwards), otherwise
+        it is lowered for the fastest gradients."""
+        key = (source, tuple(targets), forward_mode)
+        if key not in self._functions:
+            reason = self.supports(source, targets)
+            if reason:
+                raise UsageError(reason)
+            m = self.model
+            self._functions[key] = JaxFunction(m._function_apply(source, tuple(targets), forward_mode),
+                                               m._device_params, source, targets,
+                                               m.input_spec.size if source == INPUT else None)
+        return self._functions[key]
+
+    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray) -> dict:
+        """Forward-mode derivatives along ``tangent`` at ``x`` (numpy in, numpy out), in batches of the
+        model's batch size, one compiled program per batch shape."""
+        import jax
+        fn = self.function(source, targets, forward_mode=True)
+        key = (source, tuple(targets))
+        if key not in self._jvps:
+            self._jvps[key] = jax.jit(lambda p, a, t: jax.jvp(lambda v: fn.apply(p, v), (a,), (t,)))
+        run = self._jvps[key]
+        try:
+            return self._jvp_batches(run, fn, targets, x, tangent)
+        except TypeError as exc:  # a custom VJP inside a native function has no forward mode
+            if "custom_vjp" not in str(exc):
+                raise
+            self._jvps[key] = run = jax.jit(lambda p, a, t: _jvp_by_transpose(lambda v: fn.apply(p, v), a, t))
+            return self._jvp_batches(run, fn, targets, x, tangent)
+
+    def _jvp_batches(self, run, fn, targets, x, tangent) -> dict:
+        import jax
+        x = np.asarray(x, np.float32)
+        tangent = np.asarray(tangent, np.float32)
+        step = self.model.batch_size
+        values: dict = {t: [] for t in targets}
+        derivs: dict = {t: [] for t in targets}
+        for s in range(0, len(x), step):
+            a, t = x[s:s + step], tangent[s:s + step]
+            n = len(a)
+            if n < step and len(x) > step:  # one compiled shape
+                a = np.concatenate([a, np.repeat(a[-1:], step - n, axis=0)])
+                t = np.concatenate([t, np.zeros((step - n,) + t.shape[1:], np.float32)])
+            out, dout = run(fn.params, jax.device_put(a, self.model.device), jax.device_put(t, self.model.device))
+            for name in targets:
+                values[name].append(np.asarray(out[name], np.float32)[:n])
+                derivs[name].append(np.asarray(dout[name], np.float32)[:n])
+        return {name: (np.concatenate(values[name]), np.concatenate(derivs[name])) for name in targets}
+
+
+def _jvp_by_transpose(f, a, t):
+    """``jax.jvp(f, (a,), (t,))`` through reverse mode: the transpose of the (linear) VJP applied to ``t``, for
+    functions whose custom VJPs have no forward mode."""
+    import jax
+    out, vjp = jax.vjp(f, a)
+    return out, jax.linear_transpose(lambda u: vjp(u)[0], out)(t)[0]
 
 
 def _flatten(tree, prefix="") -> dict:
@@ -147,9 +230,9 @@ class _Model:
                 hint = f"; closest: {', '.join(near)}" if near else ""
                 raise UsageError(f"unknown layer {name!r} of {self.name}{hint} (list them with atlas layers)")
 
-    def _images_apply(self, names: Sequence[str]):
+    def _images_apply(self, names: Sequence[str], forward_mode: bool = False):
         names = tuple(names)
-        inner = self._apply_for(names)
+        inner = self._apply_for(names, forward_mode=forward_mode)
         spec = self.input_spec
 
         def apply(params, images):
@@ -166,6 +249,9 @@ class _Model:
             self._jitted[key] = jax.jit(self._images_apply(key))
         fn = self._jitted[key]
         images = np.asarray(images, dtype=np.float32)
+        if len(images) == 0:
+            shapes = {layer.name: layer.shape for layer in self.layers()}
+            return {name: np.zeros((0,) + tuple(d or 0 for d in shapes[name] or ()), np.float32) for name in layers}
         parts: dict = {name: [] for name in layers}
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
@@ -177,17 +263,37 @@ class _Model:
                 parts[name].append(np.asarray(out[name], dtype=np.float32)[:n])
         return {name: np.concatenate(parts[name]) for name in layers}
 
-    def jax_function(self, layer: str) -> JaxFunction:
-        """Differentiable JAX function: float32 NHWC [0, 1] images -> the layer's canonical activations."""
-        self._check_layers([layer])
-        key = (layer, self.input_spec.layout, tuple(self.input_spec.mean), tuple(self.input_spec.std),
-               self.input_spec.scale)
-        cache = self.__dict__.setdefault("_functions", {})
-        if key not in cache:
-            apply = self._images_apply((layer,))
-            cache[key] = JaxFunction(lambda params, images: apply(params, images)[layer], self._device_params,
-                                     layer, self.input_spec.size)
-        return cache[key]
+    def gradients(self) -> JaxGradients:
+        """The model's gradient capability (made once)."""
+        if getattr(self, "_gradients", None) is None:
+            self._gradients = JaxGradients(self)
+        return self._gradients
+
+    # subclasses: _tail_problem(source, targets) -> Optional[str]; _function_apply(source, targets, forward_mode)
+    def _function_apply(self, source: str, targets: tuple, forward_mode: bool = False):
+        if source == INPUT:
+            return self._images_apply(targets)
+        raise UsageError(f"{self.name}: no function from layer {source!r}")
+
+
+def _proto_identity(proto) -> str:
+    import hashlib
+    try:
+        return hashlib.sha256(proto.SerializeToString()).hexdigest()[:16]
+    except ValueError:  # over protobuf's 2 GB: the graph's structure and initializer names and shapes
+        return array_hash([], extra=[str(proto.graph.node), [(t.name, list(t.dims)) for t in proto.graph.initializer]])
+
+
+def _file_identity(path: Path) -> str:
+    """A hash of the model file and the external-data files it names."""
+    import onnx
+    light = onnx.load(str(path), load_external_data=False)
+    files = set()
+    for init in light.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in init.external_data}.get("location", "")
+            files.add(path.parent / location)
+    return content_hash([path] + sorted(files), extra="onnx")
 
 
 class OnnxJaxModel(_Model):
@@ -200,11 +306,13 @@ class OnnxJaxModel(_Model):
         from .lowering import OnnxGraph
         if isinstance(source, onnx.ModelProto):
             proto, self.name = source, source.graph.name or "onnx-model"
+            self.identity = _proto_identity(proto)
         else:
             path = Path(source)
             if not path.is_file():
                 raise UsageError(f"model file {str(source)!r} not found")
             try:
+                self.identity = _file_identity(path)
                 proto = onnx.load(str(path))
             except Exception as exc:
                 raise UsageError(f"cannot read ONNX model {path}: {type(exc).__name__}: {exc}") from None
@@ -228,14 +336,28 @@ class OnnxJaxModel(_Model):
     def onnx_model(self):
         return self.graph.proto
 
-    def _apply_for(self, names):
+    def _tail_problem(self, source: str, targets: list) -> Optional[str]:
+        if source == INPUT:
+            return None
+        return self.graph.tail_problem(targets, source)
+
+    def _function_apply(self, source: str, targets: tuple, forward_mode: bool = False):
+        if source == INPUT:
+            return self._images_apply(targets, forward_mode)
+        return self._apply_for(targets, source, forward_mode)
+
+    def _apply_for(self, names, source: Optional[str] = None, forward_mode: bool = False):
+        """``run(params, x)``: the named tensors, canonical; ``x`` is the model's input (its own layout) or,
+        with ``source``, that layer's canonical activations."""
         import jax
         import jax.numpy as jnp
         graph, layout = self.graph, self.input_spec.layout
         fixed = self.input_spec.batch
-        f = graph.function(list(names))
+        f = graph.function(list(names), source, forward_mode)
 
         def run(params, x):
+            if source is not None and x.ndim == 4 and layout == "NCHW":
+                x = jnp.transpose(x, (0, 3, 1, 2))  # canonical NHWC to the graph's layout
             return {n: _canonical(v, layout) for n, v in zip(names, f(params, x))}
 
         if fixed:  # a graph with a fixed batch (e.g. Reshape to (1, -1)): map it over groups of that size
@@ -278,13 +400,19 @@ class NativeJaxModel(_Model):
         import jax
         self.source = source
         self.name = source.name
+        self.identity = _params_identity(source)
         self.input_spec = _spec_from_options(source.input_spec, options)
         self.device = _device(device)
         self.provider = _provider(self.device)
         self._device_params = jax.device_put(source.params, self.device)
         self.output = source.output
 
-    def _apply_for(self, names):
+    def _tail_problem(self, source: str, targets: list) -> Optional[str]:
+        if source == INPUT:
+            return None
+        return f"{self.name} is a JAX function of its input: it gives gradients from the input only"
+
+    def _apply_for(self, names, source: Optional[str] = None, forward_mode: bool = False):
         fn, layout = self.source.fn, self.source.layout
 
         def run(params, x):
@@ -315,6 +443,15 @@ class NativeJaxModel(_Model):
             per = tuple(s[1:]) if (spec.size is not None or len(s) == 2) else None
             out.append(Layer(n, "jax", per))
         return out
+
+
+def _params_identity(model: JaxModel) -> str:
+    """A hash of a native model's parameters and the function's qualified name."""
+    import jax
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(model.params)]
+    fn = model.fn
+    return array_hash(leaves, extra=["jax", getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)),
+                                     model.layer_names, model.layout])
 
 
 # -- backends -------------------------------------------------------------------

@@ -532,7 +532,8 @@ def conv(ctx, x, a):
     pads = _spatial_pads(a, X.shape[2:], kernel, strides, dil)
     cin, cout = X.shape[1], W.shape[0]
     if groups > 1 and groups == cin == cout and W.shape[1] == 1 and n == 2 and DEPTHWISE == "shift":
-        Y = _depthwise_shift(X, W, tuple(strides), tuple(dil), tuple(tuple(p) for p in pads))
+        depthwise = _depthwise_plain if getattr(ctx, "forward_mode", False) else _depthwise_shift
+        Y = depthwise(X, W, tuple(strides), tuple(dil), tuple(tuple(p) for p in pads))
     elif POINTWISE == "dot" and groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides) \
             and all(p == (0, 0) for p in pads):
         Y = jnp.einsum("nc...,oc->no...", X, W.reshape(W.shape[0], W.shape[1]),
@@ -579,15 +580,21 @@ def _depthwise_out(X, W, strides, dil, pads):
     return Xp, out
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise_shift(X, W, strides, dil, pads):
+def _depthwise_plain(X, W, strides, dil, pads):
     """Depthwise 2-D convolution as a sum of strided, shifted slices times per-channel weights.
 
-    XLA:CPU runs ``feature_group_count`` convolutions slowly; this form fuses into elementwise loops.
-    Its gradient is written the same way (autodiff of the slices gives one padded copy per tap).
+    XLA:CPU runs ``feature_group_count`` convolutions slowly; this form fuses into elementwise loops. JAX
+    differentiates it in forward mode as it is (JVPs); :func:`_depthwise_shift` adds a reverse-mode rule.
     """
     Xp, out = _depthwise_out(X, W, strides, dil, pads)
     return _shift_sum(Xp, W, strides, dil, out)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise_shift(X, W, strides, dil, pads):
+    """:func:`_depthwise_plain` with its gradient written the same way (autodiff of the slices gives one
+    padded copy per tap). A custom VJP has no forward mode: graphs lowered for JVPs use the plain form."""
+    return _depthwise_plain(X, W, strides, dil, pads)
 
 
 def _depthwise_fwd(X, W, strides, dil, pads):

@@ -7,7 +7,7 @@ Build the demo atlas first (its store, directions and exemplar icons are reused)
     python plugins/jax/scripts/demo_fidelity.py demo-atlas --grid 10 --steps 64 --attempts 1
 
 Renders featureviz icons for every kept cell of the level (the options given, otherwise the
-renderer's defaults), measures both renderers' fidelity with atlas_core.quality.icon_fidelity, and
+renderer's defaults), measures both renderers' fidelity with atlas_core.metrics.icon_fidelity, and
 writes side-by-side mosaics (cells at their grid positions) and a JSON report next to the atlas.
 """
 
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
-    from atlas_core.pipeline import _key_values
-    from atlas_core.quality import icon_fidelity
+    from atlas_core.options import key_values as _key_values
+    from atlas_core.metrics import icon_fidelity
     from atlas_jax.featureviz import FeatureVizRenderer
     from atlas_jax.model import OnnxJaxBackend
 
@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     level = next(lv for lv in meta["levels"] if lv["grid"] == args.grid)
     directions = np.load(root / level["directions"])
     cells = level["cells"][::args.every]
-    acts = np.load(root / "store" / "acts.npy", mmap_mode="r").astype(np.float64)
+    import atlas_core
+    acts = np.asarray(atlas_core.load(root).store().activations(), dtype=np.float64)
     moment = (acts.T @ acts / len(acts)).astype(np.float32)  # what SampleStore.moment() gives
     model_path = meta["model"] if Path(meta["model"]).is_file() else None
     if model_path is None:

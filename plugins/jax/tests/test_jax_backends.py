@@ -74,12 +74,36 @@ def test_fixed_batch_graph_runs_any_batch():
 
 def test_jax_function_matches_activations(lite0, photos):
     import jax
-    fn = lite0.jax_function(MID)
-    a = np.asarray(jax.jit(fn.apply)(fn.params, photos[:2]))
+    from atlas_core import INPUT
+    fn = lite0.gradients().function(INPUT, [MID])
+    a = np.asarray(jax.jit(fn.apply)(fn.params, photos[:2])[MID])
     np.testing.assert_allclose(a, lite0.activations(photos[:2], [MID])[MID], rtol=1e-4, atol=1e-4)
-    early = lite0.jax_function("add_140")
-    g = jax.jit(jax.grad(lambda x, p: early.apply(p, x)[:, 28, 28, :].sum()))(photos[:1], early.params)
+    early = lite0.gradients().function(INPUT, ["add_140"])
+    g = jax.jit(jax.grad(lambda x, p: early.apply(p, x)["add_140"][:, 28, 28, :].sum()))(photos[:1], early.params)
     assert g.shape == photos[:1].shape and float(np.abs(g).max()) > 0
+
+
+def test_function_from_a_layer_to_the_logits(lite0, photos):
+    """The tail of the graph from a tapped layer: its value is the model's logits, and its JVP along a tangent
+    equals a central finite difference through that tail (forward mode, the depthwise convolutions included)."""
+    from atlas_core import INPUT
+    grads = lite0.gradients()
+    assert grads.supports(MID, ["logits"]) is None
+    assert "does not depend" in grads.supports("logits", [MID])
+    acts = lite0.activations(photos[:2], [MID, "logits"])
+    a = acts[MID]
+    tangent = np.zeros_like(a)
+    tangent[:, 7, 7, :] = a[:, 7, 7, :]  # the attribution tangent: the activation at one position
+    value, derivative = grads.jvp(MID, ["logits"], a, tangent)["logits"]
+    np.testing.assert_allclose(value, acts["logits"], rtol=1e-4, atol=1e-4)
+    fn = grads.function(MID, ["logits"])
+    import jax
+    tail = jax.jit(lambda x: fn.apply(fn.params, x)["logits"])
+    eps = 1e-2
+    estimate = (np.asarray(tail(a + eps * tangent)) - np.asarray(tail(a - eps * tangent))) / (2 * eps)
+    for row in range(2):
+        assert np.corrcoef(derivative[row], estimate[row])[0, 1] > 0.999
+    assert grads.supports(INPUT, ["nope"]) is not None
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +127,10 @@ def test_native_jax_backend_conformance(native, lite0, photos):
     assert model.layers()[1].shape == (14, 14, 112)
     got = model.activations(photos[:2], [MID])[MID]
     np.testing.assert_allclose(got, lite0.activations(photos[:2], [MID])[MID], rtol=1e-4, atol=1e-4)
-    fn = model.jax_function(MID)
-    assert fn.layer == MID and fn.input_size == (224, 224)
+    from atlas_core import INPUT
+    fn = model.gradients().function(INPUT, [MID])
+    assert fn.targets == (MID,) and fn.input_size == (224, 224) and fn.engine == "jax"
+    assert "input only" in model.gradients().supports(MID, ["logits"])
 
 
 def test_native_nested_intermediates_are_flattened():

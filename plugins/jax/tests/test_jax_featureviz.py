@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from atlas_core import IconRequest, UsageError
-from atlas_core.quality import icon_fidelity
+from atlas_core.metrics import icon_fidelity
 from atlas_core.testing import check_renderer
 from atlas_jax.featureviz import FeatureVizRenderer, resize_matrix, whitened
 

@@ -97,6 +97,16 @@ def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
                              f"{tensor.name!r} needs ({end} bytes): the file is truncated or from another export")
 
 
+def external_files(model: onnx.ModelProto, folder: Path) -> list:
+    """The external-data files the model's tensors name (checked by ``check_external_data``), sorted."""
+    files = set()
+    for tensor in all_tensors(model.graph):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+            files.add(os.path.realpath(os.path.join(os.path.realpath(folder), location)))
+    return sorted(files)
+
+
 # -- analysis ------------------------------------------------------------------------------------
 @dataclass
 class Tensor:

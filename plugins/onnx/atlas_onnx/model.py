@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,6 +15,7 @@ from onnx import TensorProto
 
 from atlas_core import InputSpec, Layer, UsageError
 from atlas_core.images import resize
+from atlas_core.models import content_hash
 
 from . import graph as g
 
@@ -35,6 +37,8 @@ class OnnxModel:
             self.path: Optional[Path] = Path(source)
             self._graph = g.load_graph(self.path)
             self.name = self.path.name
+            self.identity = content_hash([self.path] + g.external_files(self._graph, self.path.parent),
+                                         extra="onnx")
         else:
             self.path = None
             self._graph = source
@@ -42,6 +46,7 @@ class OnnxModel:
             if any(t.data_location == TensorProto.EXTERNAL for t in g.all_tensors(source.graph)):
                 raise UsageError("this ModelProto keeps its weights in external files: open the .onnx file "
                                  "by its path so that they can be found")
+            self.identity = hashlib.sha256(source.SerializeToString()).hexdigest()[:16]
         self.batch_size = _positive(options.get("batch_size"), "--batch-size") or 32
         self.threads = _positive(options.get("threads"), "--threads")
         self.device = _device(options.get("device"))

@@ -24,5 +24,5 @@ class OnnxBackend:
 
 @hookimpl
 def atlas_register_backends(register):
-    register("onnx", OnnxBackend,
+    register("onnx", OnnxBackend, priority=10,
              description="any .onnx model through onnxruntime (CPU, or CUDA with onnxruntime-gpu); taps any tensor")

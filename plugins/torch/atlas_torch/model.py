@@ -60,6 +60,14 @@ def _canonical(t: "torch.Tensor") -> np.ndarray:
     return t.cpu().numpy()
 
 
+def _identity(module) -> str:
+    """A hash of the module's class, its parameters and its buffers: what it computes."""
+    from atlas_core.models import array_hash
+    tensors = [t.detach().float().cpu().numpy() for t in module.state_dict().values() if t.is_floating_point()]
+    return array_hash(tensors, extra=[type(module).__module__, type(module).__qualname__,
+                                      list(module.state_dict())])
+
+
 class TorchModel:
     """An opened torch module. The module is put in eval mode and moved to ``provider`` (in place).
 
@@ -85,6 +93,7 @@ class TorchModel:
             std=tuple(std) if std is not None else (1.0, 1.0, 1.0),
             scale=float(scale) if scale is not None else 1.0, batch=None)
         self.batch_size = max(1, int(batch_size or 32))
+        self.identity = _identity(module)
         self._submodules = dict(module.named_modules())
         self._root = ROOT_NAME if ROOT_NAME not in self._submodules else f"({ROOT_NAME})"
         self._onnx: dict = {}

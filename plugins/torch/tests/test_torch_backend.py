@@ -317,13 +317,17 @@ def test_onnx_model_names_every_layer(model, photos):
 
 
 def test_jax_lowering_of_the_export_gives_the_same_activations_and_gradients(model, photos):
-    """What the featureviz renderer does with a torch model: lower ``onnx_model()`` to JAX."""
-    featureviz = pytest.importorskip("atlas_jax.featureviz", reason="needs the JAX plugin")
+    """The gradient capability a torch model gets from the JAX plugin: its ``onnx_model()`` lowered to JAX."""
+    pytest.importorskip("atlas_jax", reason="needs the JAX plugin")
     import jax
-    fn = featureviz.icon_function(model, "_blocks.3")  # an early layer keeps XLA's compile short
+    from atlas_core import INPUT
+    from atlas_core.gradients import gradients
+    grads = gradients(model)
+    assert grads is not None and grads.engine == "jax"
+    fn = grads.function(INPUT, ["_blocks.3"])  # an early layer keeps XLA's compile short
     x = photos[:1]
-    y = np.asarray(jax.jit(fn.apply)(fn.params, x))
+    y = np.asarray(jax.jit(fn.apply)(fn.params, x)["_blocks.3"])
     assert max_rel(y, model.activations(x, ["_blocks.3"])["_blocks.3"]) < 1e-4
-    grad = np.asarray(jax.jit(jax.grad(lambda im: fn.apply(fn.params, im)[:, 14, 14, 5].sum()))(x))
+    grad = np.asarray(jax.jit(jax.grad(lambda im: fn.apply(fn.params, im)["_blocks.3"][:, 14, 14, 5].sum()))(x))
     assert grad.shape == x.shape and np.abs(grad).max() > 0
     assert np.abs(grad[:, 100:124, 100:124]).sum() > np.abs(grad[:, :24, :24]).sum()  # centre matters more

@@ -11,7 +11,7 @@ import pytest
 
 import atlas_umap.plugin
 from atlas_core import UsageError
-from atlas_core.quality import knn_agreement
+from atlas_core.metrics import knn_agreement
 from atlas_core.testing import check_registration_is_lazy, check_reducer
 from atlas_umap.knn import exact_knn
 

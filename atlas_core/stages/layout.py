@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import UsageError
+from ..progress import Progress
+from ..store import atomic_write
+from ..types import UsageError
+from .reuse import key
+from .state import Stage
 
 
 def normalize(xy: np.ndarray, low: float = 1.0, high: float = 99.0, margin: float = 0.1) -> np.ndarray:
@@ -23,13 +27,36 @@ def reduce(registry, name: str, acts: np.ndarray, seed: int, params: dict) -> np
     """Fit reducer ``name`` on ``acts``; returns the raw (n, 2) layout."""
     if len(acts) < 3:
         raise UsageError(f"only {len(acts)} samples were collected: an atlas needs at least 3")
-    try:
-        estimator = registry.reducer(name, n_components=2, random_state=seed, **params)
-    except TypeError as exc:
-        raise UsageError(f"bad parameter for reducer {name!r}: {exc}") from None
+    estimator = registry.reducer(name, n_components=2, random_state=seed, **params)
     xy = np.asarray(estimator.fit_transform(np.asarray(acts, dtype=np.float32)), dtype=np.float32)
     if xy.shape != (len(acts), 2) or not np.isfinite(xy).all():
         raise UsageError(f"reducer {name!r} returned a layout of shape {xy.shape} with non-finite values"
                          if xy.shape == (len(acts), 2) else
                          f"reducer {name!r} returned shape {xy.shape}, expected {(len(acts), 2)}")
     return xy
+
+
+class LayoutStage(Stage):
+    """Fits the reducer on the samples (``layout.raw.npy``, reused while the samples, the reducer and its
+    parameters and the seed are the same) and normalizes the result (``layout.npy``)."""
+
+    name = "layout"
+
+    def run(self, state) -> None:
+        c = state.config
+        k = key("layout", state.keys["samples"], c.reducer, c.reducer_params, c.seed)
+        state.keys["layout"] = k
+        acts = state.store.activations()
+
+        def fit():
+            bar = Progress("reduce", 1, quiet=c.quiet)
+            xy = reduce(state.registry, c.reducer, acts, c.seed, c.reducer_params)
+            bar.update(1)
+            bar.close()
+            return xy
+
+        raw, reused = state.reuse.array("layout.raw.npy", k, fit)
+        if reused:
+            state.log(f"layout: reusing {c.reducer} layout of {len(raw)} samples")
+        state.layout = normalize(raw)
+        atomic_write(state.out / "layout.npy", lambda f: np.save(f, state.layout))

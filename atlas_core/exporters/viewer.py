@@ -12,11 +12,12 @@ import base64
 import html
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Union
 
-STATIC = Path(__file__).parent / "static"
+from ..store import atomic_write, atomic_write_text
+
+STATIC = Path(__file__).parents[1] / "static"
 ASSETS = ("viewer.js", "viewer.css", "leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/LICENSE")
 MAX_MEMBERS = 12  # member thumbnails shown per cell
 
@@ -84,11 +85,23 @@ def write_viewer(out_dir: Union[str, Path]) -> Path:
     out = Path(out_dir)
     (out / "viewer").mkdir(parents=True, exist_ok=True)
     for name in ASSETS:
-        shutil.copyfile(STATIC / name, out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt"))
-    (out / "viewer" / "atlas-data.js").write_text(_script(viewer_data(out)), encoding="utf-8")
+        target = out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt")
+        atomic_write(target, lambda f, src=STATIC / name: f.write(src.read_bytes()))
+    atomic_write_text(out / "viewer" / "atlas-data.js", _script(viewer_data(out)))
     page = out / "index.html"
-    shutil.copyfile(STATIC / "index.html", page)
+    atomic_write(page, lambda f: f.write((STATIC / "index.html").read_bytes()))
     return page
+
+
+class ViewerExporter:
+    """The viewer exporter: index.html and viewer/ (reads the atlas.json the manifest exporter wrote)."""
+
+    name = "viewer"
+    order = 20
+
+    def export(self, build, out: Path) -> list:
+        write_viewer(out)
+        return ["index.html", "viewer/"]
 
 
 def _data_uri(path: Path) -> str:

@@ -1,0 +1,103 @@
+"""The manifest exporter: atlas.json (the contract of docs/atlas-format.md) and the arrays and thumbnails it
+names: samples.npy, images.json, predictions.json, levels/<grid>/directions.npy, thumbs/<image>.jpg."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..store import atomic_write, atomic_write_text
+
+FORMAT_VERSION = 1
+THUMBS_PER_CELL = 8
+THUMB_SIZE = 96
+
+
+def cell_entry(cell, prov: np.ndarray, hw: tuple, renderers: list) -> dict:
+    """A cell as atlas.json has it; ``thumbs`` are its first members with their sampled position."""
+    h, w = hw
+    thumbs = []
+    for sid in cell.members[:THUMBS_PER_CELL]:
+        image_id, y, x = (int(v) for v in prov[sid])
+        thumbs.append({"sample": int(sid), "image": image_id, "thumb": f"thumbs/{image_id}.jpg",
+                       "y": round((y + 0.5) / h, 4) if y >= 0 else None,
+                       "x": round((x + 0.5) / w, 4) if x >= 0 else None})
+    first = renderers[0] if renderers else None
+    return {"i": cell.i, "j": cell.j, "count": cell.count, "samples": [int(s) for s in cell.members],
+            "icon": cell.icons.get(first) if first else None, "icons": dict(cell.icons),
+            "label": cell.label, "labels": cell.labels,
+            "fidelity": cell.fidelity.get(first) if first else None,
+            "fidelities": {name: cell.fidelity.get(name) for name in renderers},
+            "direction": cell.direction, "thumbs": thumbs}
+
+
+def write_thumbs(out: Path, source, image_ids) -> list:
+    """A small JPEG of each image, once (a thumbnail is a convenience: an image that fails is left out)."""
+    folder = out / "thumbs"
+    folder.mkdir(exist_ok=True)
+    written = []
+    for image_id in image_ids:
+        path = folder / f"{image_id}.jpg"
+        if not path.is_file():
+            try:
+                img = source.load(image_id, None)
+            except Exception:
+                continue
+            pil = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mode="RGB")
+            pil.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            atomic_write(path, lambda f: pil.save(f, format="JPEG", quality=85))
+        written.append(f"thumbs/{image_id}.jpg")
+    return written
+
+
+class ManifestExporter:
+    name = "manifest"
+    order = 0
+
+    def export(self, build, out: Path) -> list:
+        out = Path(out)
+        c, store = build.config, build.store
+        prov = store.provenance()
+        written = ["samples.npy", "images.json"]
+        atomic_write(out / "samples.npy", lambda f: np.save(f, prov.astype(np.int32)))
+        atomic_write_text(out / "images.json", json.dumps(list(build.source.names)))
+        if build.class_names:
+            predictions = store.predictions()
+            per_image = {}
+            for k, classes in predictions["classes"].items():
+                probs = predictions["probabilities"][k]
+                per_image[k] = [[build.class_names[cl], round(float(p), 4)] for cl, p in zip(classes, probs)
+                                if cl >= 0]
+            atomic_write_text(out / "predictions.json", json.dumps(per_image))
+            written.append("predictions.json")
+        shape = build.layer.shape
+        hw = (shape[0], shape[1]) if shape is not None and len(shape) == 3 else (1, 1)
+        renderers = list(build.renderers)
+        levels, thumbs = [], set()
+        for level in build.levels:
+            rel = f"levels/{level.grid}/directions.npy"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / rel, lambda f, d=level.directions: np.save(f, d))
+            written.append(rel)
+            cells = [cell_entry(cell, prov, hw, renderers) for cell in level.cells]
+            thumbs.update(t["image"] for cell in cells for t in cell["thumbs"])
+            levels.append({"grid": level.grid, "min_count": level.min_count, "directions": rel, "cells": cells})
+        written += write_thumbs(out, build.source, sorted(thumbs))
+        manifest = {
+            "version": FORMAT_VERSION, "model": Path(str(build.model.name)).name, "layer": c.layer,
+            "layer_shape": list(shape) if shape is not None else None,
+            "reducer": {"name": c.reducer, "params": c.reducer_params},
+            "n_samples": int(len(prov)), "n_images": len(build.source),
+            "layout": "layout.npy", "samples": "samples.npy", "images": "images.json",
+            "predictions": "predictions.json" if build.class_names else None,
+            "label_source": build.label_source, "renderers": renderers, "icon_size": c.icon_size,
+            "receptive_field": build.receptive_field, "default_level": build.default_level,
+            "levels": levels, "quality": build.quality,
+            "store": f"store/{store.key}",
+        }
+        atomic_write_text(out / "atlas.json", json.dumps(manifest))
+        build.manifest = manifest
+        return ["atlas.json"] + written
