@@ -70,12 +70,14 @@ def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=
     source = as_source(images)
     if not len(source):
         raise UsageError("the image source is empty")
-    stages = [stage() for stage in stages]
-    registry.get("reducers", config.reducer)  # fail early on unknown names, before the model is opened
-    for name in config.icons:
+    # fail early on unknown names, before the model is opened
+    if LayoutStage in stages:
+        registry.get("reducers", config.reducer)
+    for name in config.icons if IconsStage in stages else ():
         registry.get("renderers", name)
-    for name in config.exporters or ():
+    for name in (config.exporters or ()) if ExportStage in stages else ():
         registry.get("exporters", name)
+    stages = [stage() for stage in stages]
     m = as_model(model, registry=registry)
     layer = open_layer(m, config.layer)
     log = Log(config.quiet)
