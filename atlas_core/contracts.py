@@ -93,10 +93,11 @@ class Differentiable(Protocol):
       otherwise a one-line reason.
     - ``function(source, targets) -> TensorFunction``: the function itself, in the engine's own terms (for
       renderers written for that engine).
-    - ``jvp(source, targets, x, tangent) -> dict``: forward-mode derivatives in numpy terms: ``x`` and
-      ``tangent`` are canonical arrays of the source (one row per item), the result maps each target to
-      (value, derivative along ``tangent``), both numpy with one row per item. Framework-neutral: the core's
-      stages use this one.
+    - ``jvp(source, targets, x, tangent, relax_maxpool=False) -> dict``: forward-mode derivatives in numpy
+      terms: ``x`` and ``tangent`` are canonical arrays of the source (one row per item), the result maps each
+      target to (value, derivative along ``tangent``), both numpy with one row per item; ``relax_maxpool``
+      gives every max-pool the derivative of an average pool over the same windows (the reference's
+      relaxation for attribution). Framework-neutral: the core's stages use this one.
     """
 
     engine: str
@@ -105,7 +106,8 @@ class Differentiable(Protocol):
 
     def function(self, source: str, targets: Sequence[str]) -> TensorFunction: ...
 
-    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray) -> dict: ...
+    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray,
+            relax_maxpool: bool = False) -> dict: ...
 
 
 @runtime_checkable

@@ -166,7 +166,8 @@ class NumpyGradients:
             raise UsageError(reason)
         return NumpyFunction(self.model, source, tuple(targets))
 
-    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray) -> dict:
+    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray,
+            relax_maxpool: bool = False) -> dict:  # no max-pools here
         reason = self.supports(source, targets)
         if reason:
             raise UsageError(reason)

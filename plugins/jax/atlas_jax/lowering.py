@@ -27,13 +27,26 @@ class UnsupportedOp(UsageError):
     """An ONNX op the lowering does not cover (one line: the op and the node)."""
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How a graph is lowered: ``forward_mode`` for JVPs (no op may use a custom VJP, which JAX cannot run
+    forwards); ``relax_maxpool`` gives every max-pool the average-pool's derivative (the reference's relaxation for
+    attribution)."""
+
+    forward_mode: bool = False
+    relax_maxpool: bool = False
+
+
+DEFAULT = Variant()
+
+
 @dataclass
 class _Ctx:
     xp: object
     opset: int
     op_type: str
     n_outputs: int
-    forward_mode: bool = False  # lowered for JVPs: no op may use a custom VJP
+    variant: Variant = DEFAULT
 
 
 def _attrs(node) -> dict:
@@ -135,7 +148,7 @@ class OnnxGraph:
 
     # -- tracing -------------------------------------------------------------------
     def run(self, params: dict, x, outputs: Sequence[str], strict: bool = True, source: Optional[str] = None,
-            forward_mode: bool = False) -> list:
+            variant: Variant = DEFAULT) -> list:
         """Evaluate the graph on ``x`` (the model's own input, or tensor ``source``) up to ``outputs``.
 
         With ``strict=False`` an unsupported node yields no value (its dependents are
@@ -160,7 +173,7 @@ class OnnxGraph:
                     raise UsageError(f"node {node_label(node, i)} reads {node.input} but some are undefined")
                 continue
             folded = node.op_type in ops.FOLDABLE and all(a is None or isinstance(a, np.ndarray) for a in args)
-            ctx = _Ctx(np if folded else jnp, self.opset, node.op_type, len(node.output), forward_mode)
+            ctx = _Ctx(np if folded else jnp, self.opset, node.op_type, len(node.output), variant)
             try:
                 results = fn(ctx, args, _attrs(node))
             except UsageError:
@@ -181,9 +194,9 @@ class OnnxGraph:
                     env[name] = value
         return [env.get(o) for o in outputs]
 
-    def function(self, outputs: Sequence[str], source: Optional[str] = None, forward_mode: bool = False):
+    def function(self, outputs: Sequence[str], source: Optional[str] = None, variant: Variant = DEFAULT):
         """``f(params, x) -> list`` of the named tensors, ``x`` the model's input (or tensor ``source``);
-        jit-able and differentiable in ``x`` (``forward_mode``: by JVPs; otherwise fastest by gradients)."""
+        jit-able and differentiable in ``x`` (see :class:`Variant`)."""
         outputs = list(outputs)
         self.check(outputs, source)
         if source is not None:
@@ -193,7 +206,7 @@ class OnnxGraph:
 
         def f(params, x):
             import jax.numpy as jnp
-            return [jnp.asarray(v) for v in self.run(params, x, outputs, source=source, forward_mode=forward_mode)]
+            return [jnp.asarray(v) for v in self.run(params, x, outputs, source=source, variant=variant)]
 
         return f
 

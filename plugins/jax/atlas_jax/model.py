@@ -17,6 +17,8 @@ import numpy as np
 from atlas_core import INPUT, InputSpec, Layer, UsageError
 from atlas_core.models import array_hash, content_hash
 
+from .lowering import Variant
+
 
 class JaxModel:
     """A native JAX model: ``fn(params, x)`` returns the layers it exposes.
@@ -85,26 +87,30 @@ class JaxGradients:
                 return f"{self.model.name} has no layer {name!r}"
         return self.model._tail_problem(source, list(targets))
 
-    def function(self, source: str, targets: Sequence[str], forward_mode: bool = False) -> JaxFunction:
-        """The JAX function; ``forward_mode`` lowers it for JVPs (every op differentiable forwards), otherwise
-        it is lowered for the fastest gradients."""
-        key = (source, tuple(targets), forward_mode)
+    def function(self, source: str, targets: Sequence[str], relax_maxpool: bool = False,
+                 variant: Optional[Variant] = None) -> JaxFunction:
+        """The JAX function, lowered for the fastest gradients (or as ``variant`` says: for JVPs); with
+        ``relax_maxpool`` every max-pool has the average-pool's derivative."""
+        variant = variant or Variant(relax_maxpool=relax_maxpool)
+        key = (source, tuple(targets), variant)
         if key not in self._functions:
             reason = self.supports(source, targets)
             if reason:
                 raise UsageError(reason)
             m = self.model
-            self._functions[key] = JaxFunction(m._function_apply(source, tuple(targets), forward_mode),
+            self._functions[key] = JaxFunction(m._function_apply(source, tuple(targets), variant),
                                                m._device_params, source, targets,
                                                m.input_spec.size if source == INPUT else None)
         return self._functions[key]
 
-    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray) -> dict:
+    def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray,
+            relax_maxpool: bool = False) -> dict:
         """Forward-mode derivatives along ``tangent`` at ``x`` (numpy in, numpy out), in batches of the
         model's batch size, one compiled program per batch shape."""
         import jax
-        fn = self.function(source, targets, forward_mode=True)
-        key = (source, tuple(targets))
+        variant = Variant(forward_mode=True, relax_maxpool=relax_maxpool)
+        fn = self.function(source, targets, variant=variant)
+        key = (source, tuple(targets), variant)
         if key not in self._jvps:
             self._jvps[key] = jax.jit(lambda p, a, t: jax.jvp(lambda v: fn.apply(p, v), (a,), (t,)))
         run = self._jvps[key]
@@ -230,9 +236,9 @@ class _Model:
                 hint = f"; closest: {', '.join(near)}" if near else ""
                 raise UsageError(f"unknown layer {name!r} of {self.name}{hint} (list them with atlas layers)")
 
-    def _images_apply(self, names: Sequence[str], forward_mode: bool = False):
+    def _images_apply(self, names: Sequence[str], variant=None):
         names = tuple(names)
-        inner = self._apply_for(names, forward_mode=forward_mode)
+        inner = self._apply_for(names, variant=variant)
         spec = self.input_spec
 
         def apply(params, images):
@@ -269,8 +275,8 @@ class _Model:
             self._gradients = JaxGradients(self)
         return self._gradients
 
-    # subclasses: _tail_problem(source, targets) -> Optional[str]; _function_apply(source, targets, forward_mode)
-    def _function_apply(self, source: str, targets: tuple, forward_mode: bool = False):
+    # subclasses: _tail_problem(source, targets) -> Optional[str]; _function_apply(source, targets, variant)
+    def _function_apply(self, source: str, targets: tuple, variant=None):
         if source == INPUT:
             return self._images_apply(targets)
         raise UsageError(f"{self.name}: no function from layer {source!r}")
@@ -341,19 +347,19 @@ class OnnxJaxModel(_Model):
             return None
         return self.graph.tail_problem(targets, source)
 
-    def _function_apply(self, source: str, targets: tuple, forward_mode: bool = False):
+    def _function_apply(self, source: str, targets: tuple, variant=None):
         if source == INPUT:
-            return self._images_apply(targets, forward_mode)
-        return self._apply_for(targets, source, forward_mode)
+            return self._images_apply(targets, variant)
+        return self._apply_for(targets, source, variant)
 
-    def _apply_for(self, names, source: Optional[str] = None, forward_mode: bool = False):
+    def _apply_for(self, names, source: Optional[str] = None, variant=None):
         """``run(params, x)``: the named tensors, canonical; ``x`` is the model's input (its own layout) or,
         with ``source``, that layer's canonical activations."""
         import jax
         import jax.numpy as jnp
         graph, layout = self.graph, self.input_spec.layout
         fixed = self.input_spec.batch
-        f = graph.function(list(names), source, forward_mode)
+        f = graph.function(list(names), source, variant or Variant())
 
         def run(params, x):
             if source is not None and x.ndim == 4 and layout == "NCHW":
@@ -412,7 +418,7 @@ class NativeJaxModel(_Model):
             return None
         return f"{self.name} is a JAX function of its input: it gives gradients from the input only"
 
-    def _apply_for(self, names, source: Optional[str] = None, forward_mode: bool = False):
+    def _apply_for(self, names, source: Optional[str] = None, variant=None):
         fn, layout = self.source.fn, self.source.layout
 
         def run(params, x):

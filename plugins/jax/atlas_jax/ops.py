@@ -532,7 +532,7 @@ def conv(ctx, x, a):
     pads = _spatial_pads(a, X.shape[2:], kernel, strides, dil)
     cin, cout = X.shape[1], W.shape[0]
     if groups > 1 and groups == cin == cout and W.shape[1] == 1 and n == 2 and DEPTHWISE == "shift":
-        depthwise = _depthwise_plain if getattr(ctx, "forward_mode", False) else _depthwise_shift
+        depthwise = _depthwise_plain if ctx.variant.forward_mode else _depthwise_shift
         Y = depthwise(X, W, tuple(strides), tuple(dil), tuple(tuple(p) for p in pads))
     elif POINTWISE == "dot" and groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides) \
             and all(p == (0, 0) for p in pads):
@@ -684,14 +684,32 @@ def max_pool(ctx, x, a):
     X = x[0]
     n, kernel, strides, dil, pads, extra = _pool_geometry(X, a)
     padding = [(0, 0), (0, 0)] + [(pads[i][0], pads[i][1] + extra[i]) for i in range(n)]
-    Y = lax.reduce_window(X, -jnp.inf, lax.max, (1, 1) + tuple(kernel), (1, 1) + tuple(strides), padding,
-                          window_dilation=(1, 1) + tuple(dil))
-    return [Y]
+
+    def maximum(v):
+        return lax.reduce_window(v, -jnp.inf, lax.max, (1, 1) + tuple(kernel), (1, 1) + tuple(strides), padding,
+                                 window_dilation=(1, 1) + tuple(dil))
+
+    if not ctx.variant.relax_maxpool:
+        return [maximum(X)]
+
+    @jax.custom_jvp
+    def relaxed(v):
+        return maximum(v)
+
+    @relaxed.defjvp
+    def relaxed_jvp(primals, tangents):  # the derivative of an average pool over the same windows
+        return maximum(primals[0]), _average(tangents[0], a, count_include_pad=False)
+
+    return [relaxed(X)]
 
 
 @op("AveragePool")
 def average_pool(ctx, x, a):
-    X = x[0]
+    return [_average(x[0], a, bool(a.get("count_include_pad", 0)))]
+
+
+def _average(X, a, count_include_pad: bool):
+    """Average pooling with the geometry of pool node attributes ``a``."""
     n, kernel, strides, dil, pads, extra = _pool_geometry(X, a)
     window, stride = (1, 1) + tuple(kernel), (1, 1) + tuple(strides)
     wdil = (1, 1) + tuple(dil)
@@ -700,13 +718,13 @@ def average_pool(ctx, x, a):
     # the divisor: window positions inside the input (and inside explicit pads if count_include_pad)
     ones_shape = (1, 1) + tuple(X.shape[2:])
     ones = np.ones(ones_shape, np.float32)
-    if a.get("count_include_pad", 0):
+    if count_include_pad:
         ones = np.pad(ones, [(0, 0), (0, 0)] + [tuple(p) for p in pads], constant_values=1.0)
         cpad = [(0, 0), (0, 0)] + [(0, extra[i]) for i in range(n)]
     else:
         cpad = padding
     count = lax.reduce_window(jnp.asarray(ones), 0.0, lax.add, window, stride, cpad, window_dilation=wdil)
-    return [total / count]
+    return total / count
 
 
 @op("GlobalAveragePool")
