@@ -116,7 +116,14 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples-per-image", type=int, default=1, help="random positions per image (default 1)")
     p.add_argument("--pool", choices=["none", "mean"], default="none", help="mean: one vector per image")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--labels", help="CSV of file,label rows: ground-truth labels")
+    p.add_argument("--labels", help="ground-truth labels: a CSV of file,label rows, or 'folders' (each image's "
+                                    "sub-folder name)")
+    p.add_argument("--attribution", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-sample class attribution (a . dlogit/da) and cell labels from it (default: on for a "
+                        "classifier that an installed plugin can differentiate)")
+    p.add_argument("--attribution-target", metavar="LAYER", help="the logits to attribute to (default: the output)")
+    p.add_argument("--relax-maxpool", action=argparse.BooleanOptionalAction, default=True,
+                   help="max-pools get the average pool's derivative in attribution (the reference's; default on)")
     p.add_argument("--chunk-images", type=int, default=256, help="images per store chunk (default 256)")
     p.add_argument("--exporters", help="exporters to run, comma-separated (default: every installed one; "
                                        "the manifest always runs)")
@@ -131,7 +138,8 @@ def build_options(args) -> dict:
                 min_count=args.min_count, samples_per_image=args.samples_per_image, pool=args.pool == "mean",
                 seed=args.seed, batch_size=args.batch_size, chunk_images=args.chunk_images,
                 icon_size=args.icon_size, icon_options=key_values(args.icon_option, "--icon-option"),
-                exporters=_names(args.exporters), quiet=args.quiet)
+                attribution=args.attribution, attribution_target=args.attribution_target,
+                relax_maxpool=args.relax_maxpool, exporters=_names(args.exporters), quiet=args.quiet)
 
 
 def cmd_build(args) -> int:

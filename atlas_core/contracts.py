@@ -94,8 +94,9 @@ class Differentiable(Protocol):
     - ``function(source, targets) -> TensorFunction``: the function itself, in the engine's own terms (for
       renderers written for that engine).
     - ``jvp(source, targets, x, tangent, relax_maxpool=False) -> dict``: forward-mode derivatives in numpy
-      terms: ``x`` and ``tangent`` are canonical arrays of the source (one row per item), the result maps each
-      target to (value, derivative along ``tangent``), both numpy with one row per item; ``relax_maxpool``
+      terms: ``x`` and ``tangent`` are canonical arrays of the source (one row per item; ``tangent`` may
+      instead hold K tangents per row, shape (rows, K, ...), which share the row's evaluation), the result maps
+      each target to (value, derivative along each tangent), both numpy with one row per item; ``relax_maxpool``
       gives every max-pool the derivative of an average pool over the same windows (the reference's
       relaxation for attribution). Framework-neutral: the core's stages use this one.
     """

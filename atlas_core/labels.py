@@ -25,13 +25,27 @@ def class_names(model, n: int) -> list[str]:
     return [f"class {k}" for k in range(n)]
 
 
+def folder_labels(source) -> list:
+    """Ground truth from the folder each image is in (``cats/001.jpg`` is a ``cats``), None at the top."""
+    labels = [Path(name).parent.name or None for name in source.names]
+    if not any(labels):
+        raise UsageError("--labels folders: the images are not in sub-folders (put each class in a folder of its "
+                         "name, or give a CSV of file,label rows)")
+    return labels
+
+
 def read_labels(path, source) -> list:
-    """Ground-truth labels from a CSV of ``file,label`` rows, matched by relative path or file name."""
+    """Ground-truth labels from a CSV of ``file,label`` rows, matched by relative path or file name, or from
+    sub-folder names with ``path="folders"``."""
+    if str(path) == "folders" and not Path(path).is_file():
+        return folder_labels(source)
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if r]
     except OSError as exc:
         raise UsageError(f"cannot read labels file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"labels file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8 CSV") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
         rows = rows[1:]
     by_name = {}

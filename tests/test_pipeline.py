@@ -95,7 +95,11 @@ def test_build_cli_skips_corrupt_image_and_reports_it(model_path, photo_folder, 
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["skipped"]] == ["b/broken.jpg"]
     m = json.loads((out / "atlas.json").read_text())
-    assert m["n_samples"] == 96 and m["label_source"] == "predicted"
+    # with the JAX plugin installed, EfficientNet-Lite0 is a differentiable classifier: cells are labelled by
+    # attribution, and keep the images' predicted classes beside
+    assert m["n_samples"] == 96 and m["label_source"] == "attribution"
+    assert m["label_sources"] == ["attribution", "predicted"]
+    assert all("predicted" in c["labels_by_source"] for lv in m["levels"] for c in lv["cells"])
     labels = {c["label"] for lv in m["levels"] for c in lv["cells"]}
     assert labels and not any(label.startswith("class ") for label in labels), labels  # ImageNet names
     samples = np.load(out / "samples.npy")
@@ -130,6 +134,7 @@ def test_kill_and_resume_gives_the_same_atlas(model_path, photo_folder, tmp_path
     resumed = run(*args, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     np.testing.assert_array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "whole" / "samples.npy"))
+    np.testing.assert_array_equal(np.load(out / "attribution.npy"), np.load(tmp_path / "whole" / "attribution.npy"))
     np.testing.assert_allclose(np.load(out / "layout.npy"), np.load(tmp_path / "whole" / "layout.npy"), atol=1e-6)
     a = json.loads((out / "atlas.json").read_text())["levels"]
     b = json.loads((tmp_path / "whole" / "atlas.json").read_text())["levels"]

@@ -26,12 +26,30 @@ def cell_entry(cell, prov: np.ndarray, hw: tuple, renderers: list) -> dict:
                        "y": round((y + 0.5) / h, 4) if y >= 0 else None,
                        "x": round((x + 0.5) / w, 4) if x >= 0 else None})
     first = renderers[0] if renderers else None
-    return {"i": cell.i, "j": cell.j, "count": cell.count, "samples": [int(s) for s in cell.members],
-            "icon": cell.icons.get(first) if first else None, "icons": dict(cell.icons),
-            "label": cell.label, "labels": cell.labels,
-            "fidelity": cell.fidelity.get(first) if first else None,
-            "fidelities": {name: cell.fidelity.get(name) for name in renderers},
-            "direction": cell.direction, "thumbs": thumbs}
+    entry = {"i": cell.i, "j": cell.j, "count": cell.count, "samples": [int(s) for s in cell.members],
+             "icon": cell.icons.get(first) if first else None, "icons": dict(cell.icons),
+             "label": cell.label, "labels": cell.labels,
+             "fidelity": cell.fidelity.get(first) if first else None,
+             "fidelities": {name: cell.fidelity.get(name) for name in renderers},
+             "direction": cell.direction, "thumbs": thumbs}
+    if len(cell.label_sets) > 1 or cell.attribution:
+        entry["labels_by_source"] = dict(cell.label_sets)
+    if cell.attribution:
+        entry["attribution"] = cell.attribution
+    return entry
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no second copy of a large array), or a copy across file systems."""
+    import os
+    import shutil
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def write_thumbs(out: Path, source, image_ids) -> list:
@@ -65,6 +83,8 @@ class ManifestExporter:
         atomic_write(out / "samples.npy", lambda f: np.save(f, prov.astype(np.int32)))
         atomic_write_text(out / "images.json", json.dumps(list(build.source.names)))
         if build.class_names:
+            atomic_write_text(out / "classes.json", json.dumps(list(build.class_names)))
+            written.append("classes.json")
             predictions = store.predictions()
             per_image = {}
             for k, classes in predictions["classes"].items():
@@ -84,7 +104,16 @@ class ManifestExporter:
             written.append(rel)
             cells = [cell_entry(cell, prov, hw, renderers) for cell in level.cells]
             thumbs.update(t["image"] for cell in cells for t in cell["thumbs"])
-            levels.append({"grid": level.grid, "min_count": level.min_count, "directions": rel, "cells": cells})
+            entry = {"grid": level.grid, "min_count": level.min_count, "directions": rel, "cells": cells}
+            if level.attribution is not None:
+                entry["attribution"] = f"levels/{level.grid}/attribution.npy"
+                atomic_write(out / entry["attribution"],
+                             lambda f, a=level.attribution: np.save(f, a.astype(np.float16)))
+                written.append(entry["attribution"])
+            levels.append(entry)
+        if build.attribution is not None:
+            link_or_copy(store.root / "attribution.npy", out / "attribution.npy")
+            written.append("attribution.npy")
         written += write_thumbs(out, build.source, sorted(thumbs))
         manifest = {
             "version": FORMAT_VERSION, "model": Path(str(build.model.name)).name, "layer": c.layer,
@@ -93,7 +122,12 @@ class ManifestExporter:
             "n_samples": int(len(prov)), "n_images": len(build.source),
             "layout": "layout.npy", "samples": "samples.npy", "images": "images.json",
             "predictions": "predictions.json" if build.class_names else None,
-            "label_source": build.label_source, "renderers": renderers, "icon_size": c.icon_size,
+            "label_source": build.label_source, "label_sources": build.label_sources,
+            "classes": "classes.json" if build.class_names else None,
+            "attribution": None if build.attribution is None else
+            {"file": "attribution.npy", "target": build.attribution.target, "relax_maxpool": c.relax_maxpool},
+            "origin": build.origin,
+            "renderers": renderers, "icon_size": c.icon_size,
             "receptive_field": build.receptive_field, "default_level": build.default_level,
             "levels": levels, "quality": build.quality,
             "store": f"store/{store.key}",

@@ -7,6 +7,7 @@ Each stage owns its artifacts in the atlas folder and the reuse key that says wh
 stage    writes                                           reused while the same
 ======== ================================================ =====================================
 collect  ``store/<key>/`` (chunks, then one column each)  model identity, layer, images, positions, seed
+attrib.  the store's ``attribution`` column, collected too  (part of the store's key: on or off, target)
 layout   ``layout.raw.npy``, ``layout.npy``               samples, reducer and its parameters, seed
 grid     (levels in memory)                               (cheap: made every run)
 icons    ``icons/<renderer>/<grid>/``, ``fidelity.json``  level, renderer options, icon size, seed, model
@@ -26,6 +27,7 @@ from ..labels import read_labels
 from ..plugins import get_registry
 from ..store import atomic_write_text
 from ..types import UsageError
+from .attribution import AttributionStage
 from .collect import CollectStage
 from .export import ExportStage
 from .grid import GridStage
@@ -35,7 +37,7 @@ from .quality import QualityStage
 from .reuse import Reuse
 from .state import DEFAULT_LEVELS, BuildConfig, BuildState, Log
 
-STAGES = (CollectStage, LayoutStage, GridStage, IconsStage, QualityStage, ExportStage)
+STAGES = (CollectStage, AttributionStage, LayoutStage, GridStage, IconsStage, QualityStage, ExportStage)
 
 
 def open_layer(model, name: str):
@@ -61,7 +63,7 @@ def check(config: BuildConfig) -> None:
 
 
 def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=None,
-              stages: Sequence = STAGES) -> BuildState:
+              stages: Sequence = STAGES, origin: Optional[dict] = None) -> BuildState:
     """Run ``stages`` (default: all) for ``config`` into folder ``out``; returns the build's state."""
     from ..models import as_model
     registry = registry or get_registry()
@@ -88,7 +90,8 @@ def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=
     ground_truth = read_labels(labels, source) if isinstance(labels, (str, Path)) else labels
     out.mkdir(parents=True, exist_ok=True)
     state = BuildState(config=config, out=out, registry=registry, model=m, layer=layer, source=source,
-                       reuse=Reuse(out), log=log, ground_truth=ground_truth)
+                       reuse=Reuse(out), log=log, ground_truth=ground_truth,
+                       origin=dict(origin or {}, images=_spec(images)))
     for stage in stages:
         stage.prepare(state)
     for stage in stages:
@@ -134,8 +137,19 @@ def build_state(model, images, layer: str, out, *, labels=None, registry=None, s
     options["icon_options"] = dict(options.get("icon_options") or {})
     config = BuildConfig(layer=layer, **options)
     from ..models import as_model
+    origin = {"model": _spec(model), "backend": backend,
+              "input": {k: v for k, v in input_options.items() if v is not None and k not in ("threads", "device")}}
     model = as_model(model, backend=backend, registry=registry, **input_options)
-    return run_build(model, images, config, out, labels=labels, registry=registry, stages=stages)
+    return run_build(model, images, config, out, labels=labels, registry=registry, stages=stages, origin=origin)
+
+
+def _spec(thing) -> Optional[str]:
+    """A model or image source given as text, as it can be opened again later: an existing path made absolute,
+    other text (an import path, a registered name) as it is; None for an object."""
+    if not isinstance(thing, (str, Path)):
+        return None
+    path = Path(thing)
+    return str(path.resolve()) if path.exists() else str(thing)
 
 
 def _summary(state: BuildState, skipped) -> None:

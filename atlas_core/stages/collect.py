@@ -57,7 +57,7 @@ def store_config(state: BuildState) -> dict:
     c, m = state.config, state.model
     return {"model": m.identity, "layer": c.layer, "images": state.source.identity(), "n_images": len(state.source),
             "samples_per_image": c.samples_per_image, "pool": bool(c.pool), "seed": c.seed,
-            "input": m.input_spec.identity()}
+            "input": m.input_spec.identity(), "columns": [col.key() for col in state.columns.values()]}
 
 
 class CollectStage(Stage):
@@ -96,6 +96,7 @@ class CollectStage(Stage):
         size = model.input_spec.size
         wanted = [c.layer] + ([state.output] if state.output else [])
         acts, prov, skipped = [], [], []
+        extra: dict = {name: [] for name in state.columns}
         preds = -np.ones((end - start, TOP_K), np.int32)
         probs = np.zeros((end - start, TOP_K), np.float32)
         for b0 in range(start, end, c.batch_size):
@@ -109,15 +110,19 @@ class CollectStage(Stage):
             if batch:
                 out = model.activations(np.stack(batch), wanted)
                 a = out[c.layer]
-                for row, i in enumerate(ids):
-                    if a.ndim == 2 or c.pool:
-                        vec = a[row] if a.ndim == 2 else a[row].mean(axis=(0, 1))
-                        acts.append(vec[None])
+                ys = xs = None
+                if a.ndim == 2 or c.pool:
+                    for row, i in enumerate(ids):
+                        acts.append((a[row] if a.ndim == 2 else a[row].mean(axis=(0, 1)))[None])
                         prov.append([[i, -1, -1]])
-                    else:
-                        pos = positions(c.seed, i, a.shape[1], a.shape[2], c.samples_per_image)
-                        acts.append(a[row, pos[:, 0], pos[:, 1], :])
-                        prov.append(np.column_stack([np.full(len(pos), i), pos]))
+                else:
+                    pos = np.stack([positions(c.seed, i, a.shape[1], a.shape[2], c.samples_per_image) for i in ids])
+                    ys, xs = pos[..., 0], pos[..., 1]
+                    for row, i in enumerate(ids):
+                        acts.append(a[row, ys[row], xs[row], :])
+                        prov.append(np.column_stack([np.full(len(pos[row]), i), pos[row]]))
+                for name, produce in state.columns.items():
+                    extra[name].append(produce(a, ys, xs))
                 if state.output:
                     p = probabilities(out[state.output].reshape(len(ids), -1))
                     top = np.argsort(-p, axis=1)[:, :TOP_K]
@@ -130,4 +135,7 @@ class CollectStage(Stage):
         columns = {"acts": np.concatenate(acts) if acts else np.zeros((0, channels), np.float32),
                    "prov": np.concatenate(prov).astype(np.int32) if prov else np.zeros((0, 3), np.int32),
                    "pred": preds, "prob": probs}
+        for name, parts in extra.items():
+            if parts:
+                columns[name] = np.concatenate(parts)
         store.write_chunk(k, columns, skipped)

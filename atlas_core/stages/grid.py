@@ -39,19 +39,35 @@ def bin_layout(layout: np.ndarray, grid: int) -> np.ndarray:
 
 
 def top_labels(labels: Sequence, members: np.ndarray, k: int = 3) -> list:
+    """The ``k`` most frequent labels among ``members`` with their shares; a tie goes to the label of the more
+    representative member (``members`` come most representative first)."""
     counts = Counter(labels[m] for m in members if labels[m] is not None)
     total = sum(counts.values())
     return [[name, round(c / total, 4)] for name, c in counts.most_common(k)] if total else []
 
 
+def attribution_labels(mean: np.ndarray, names: Sequence[str], k: int = 5) -> tuple[list, list]:
+    """A cell's labels from its mean attribution: the top ``k`` classes as [name, share] with share the softmax
+    of the mean attribution (attribution is in logit units), and as [name, mean attribution]."""
+    mean = np.asarray(mean, np.float64)
+    top = np.argsort(-mean, kind="stable")[:k]
+    z = np.exp(mean - mean.max())
+    share = z / z.sum()
+    return ([[names[c], round(float(share[c]), 4)] for c in top],
+            [[names[c], round(float(mean[c]), 4)] for c in top])
+
+
 def make_level(layout: np.ndarray, acts: np.ndarray, grid: int, min_count: int,
-               labels: Optional[Sequence] = None) -> Level:
-    """Level ``grid``: cells with at least ``min_count`` samples, members ordered by cosine to the direction."""
+               label_sets: Optional[dict] = None, attribution=None, class_names: Sequence[str] = ()) -> Level:
+    """Level ``grid``: cells with at least ``min_count`` samples, members ordered by cosine to the direction.
+
+    ``label_sets`` maps a label source ("ground truth", "predicted") to one label per sample; ``attribution``
+    (samples x classes) gives each cell its mean attribution and the labels it implies."""
     ij = bin_layout(layout, grid)
     flat = ij[:, 1] * grid + ij[:, 0]
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(grid * grid + 1))
-    cells, directions = [], []
+    cells, directions, attributions = [], [], []
     for cell_key in range(grid * grid):
         members = np.sort(order[bounds[cell_key]:bounds[cell_key + 1]])
         if len(members) < min_count:
@@ -60,27 +76,33 @@ def make_level(layout: np.ndarray, acts: np.ndarray, grid: int, min_count: int,
         direction = np.asarray(member_acts, dtype=np.float64).mean(axis=0)
         ranked = members[np.argsort(-cosines(member_acts, direction.astype(np.float32)), kind="stable")]
         cell = Cell(i=cell_key % grid, j=cell_key // grid, members=ranked, direction=len(cells))
-        if labels is not None:
-            cell.labels = top_labels(labels, members)
+        for source, labels in (label_sets or {}).items():
+            cell.label_sets[source] = top_labels(labels, ranked)
+        if attribution is not None:
+            mean = np.asarray(attribution[members], dtype=np.float64).mean(axis=0)
+            attributions.append(mean)
+            cell.label_sets["attribution"], cell.attribution = attribution_labels(mean, class_names)
         cells.append(cell)
         directions.append(direction)
     channels = acts.shape[1]
     dirs = np.asarray(directions, dtype=np.float32) if directions else np.zeros((0, channels), np.float32)
-    return Level(grid=grid, min_count=min_count, cells=cells, directions=dirs)
+    level = Level(grid=grid, min_count=min_count, cells=cells, directions=dirs)
+    if attribution is not None:
+        level.attribution = np.asarray(attributions, np.float32).reshape(len(cells), attribution.shape[1])
+    return level
 
 
-def sample_labels(state: BuildState) -> tuple[Optional[list], Optional[str]]:
-    """Each sample's label and where labels come from: ground truth if given, else each image's top class."""
+def label_sets(state: BuildState) -> dict:
+    """One label per sample from each label source there is: ground truth (if given), predicted classes."""
     prov = state.store.provenance()
+    sets = {}
     if state.ground_truth is not None:
-        image_labels, source = list(state.ground_truth), "ground truth"
-    else:
-        top = {int(k): v[0] for k, v in state.store.predictions()["classes"].items()}
-        if not (top and state.class_names):
-            return None, None
+        sets["ground truth"] = [state.ground_truth[i] for i in prov[:, 0]]
+    top = {int(k): v[0] for k, v in state.store.predictions()["classes"].items()}
+    if top and state.class_names:
         image_labels = [state.class_names[top[i]] if i in top else None for i in range(len(state.source))]
-        source = "predicted"
-    return [image_labels[i] for i in prov[:, 0]], source
+        sets["predicted"] = [image_labels[i] for i in prov[:, 0]]
+    return sets
 
 
 class GridStage(Stage):
@@ -92,10 +114,19 @@ class GridStage(Stage):
         c = state.config
         acts = state.store.activations()
         grids = choose_grids(c.levels, len(acts))
-        state.sample_labels, state.label_source = sample_labels(state)
+        sets = label_sets(state)
+        attribution = state.store.column("attribution") if state.attribution is not None else None
+        # the labels a cell shows: attribution where there is, else ground truth, else the predictions
+        state.label_sources = (["attribution"] if attribution is not None else []) + list(sets)
+        state.label_source = state.label_sources[0] if state.label_sources else None
+        # kNN agreement is measured on per-sample labels: ground truth, else the predictions
+        state.quality_labels = sets.get("ground truth", sets.get("predicted"))
+        state.quality_label_source = next(iter(sets), None)
         state.levels = []
         for g in grids:
-            level = make_level(state.layout, acts, g, c.min_count, state.sample_labels)
+            level = make_level(state.layout, acts, g, c.min_count, sets, attribution, state.class_names)
+            for cell in level.cells:
+                cell.labels = cell.label_sets.get(state.label_source, [])
             level.key = key("level", state.keys["layout"], g, c.min_count)
             state.levels.append(level)
         if not any(level.cells for level in state.levels):

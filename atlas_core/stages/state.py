@@ -32,6 +32,9 @@ class BuildConfig:
     seed: int = 0
     batch_size: int = 32
     chunk_images: int = 256
+    attribution: Optional[bool] = None       # None: on for a classifier the installed plugins can differentiate
+    attribution_target: Optional[str] = None  # the logits layer (default: the model's output)
+    relax_maxpool: bool = True               # max-pools get the average pool's derivative (the reference's)
     exporters: Optional[tuple] = None  # None: every registered exporter
     quiet: bool = False
 
@@ -45,7 +48,9 @@ class Cell:
     j: int  # row (y bin, 0 at the top)
     members: np.ndarray
     direction: int = 0
-    labels: list = field(default_factory=list)
+    labels: list = field(default_factory=list)     # from the atlas's label source
+    label_sets: dict = field(default_factory=dict)  # label source -> [name, share] pairs
+    attribution: list = field(default_factory=list)  # top classes by mean attribution: [name, value] pairs
     icons: dict = field(default_factory=dict)     # renderer -> icon path relative to the atlas folder
     fidelity: dict = field(default_factory=dict)  # renderer -> cosine
 
@@ -67,6 +72,7 @@ class Level:
     cells: list
     directions: np.ndarray  # cells x channels
     key: str = ""           # what the level was made from (reuse key of its icons)
+    attribution: Optional[np.ndarray] = None  # cells x classes: each cell's mean attribution
 
 
 class Stage:
@@ -106,17 +112,22 @@ class BuildState:
     reuse: Any
     log: Log
     ground_truth: Optional[list] = None
+    origin: dict = field(default_factory=dict)        # how to open the model and the images again (paths, options)
     timings: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)          # artifact -> reuse key
-    # collect
+    # collect (and the per-sample columns other stages add to it, by name)
+    columns: dict = field(default_factory=dict)
+    attribution: Any = None
     store: Any = None
     output: Optional[str] = None                      # the classifier output read beside the layer
     class_names: list = field(default_factory=list)
     # lay out
     layout: Optional[np.ndarray] = None
     # grid
-    sample_labels: Optional[list] = None
-    label_source: Optional[str] = None
+    label_source: Optional[str] = None                # what cell labels come from
+    label_sources: list = field(default_factory=list)  # every source a cell has labels from
+    quality_labels: Optional[list] = None             # per-sample labels for kNN agreement
+    quality_label_source: Optional[str] = None
     levels: list = field(default_factory=list)
     # icons
     renderers: dict = field(default_factory=dict)     # name -> renderer, in --icons order

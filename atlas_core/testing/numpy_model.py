@@ -171,5 +171,9 @@ class NumpyGradients:
         reason = self.supports(source, targets)
         if reason:
             raise UsageError(reason)
+        x, tangent = np.asarray(x, np.float32), np.asarray(tangent, np.float32)
+        if tangent.ndim == x.ndim + 1:  # K tangents per row
+            parts = [self.jvp(source, targets, x, tangent[:, k]) for k in range(tangent.shape[1])]
+            return {t: (parts[0][t][0], np.stack([p[t][1] for p in parts], axis=1)) for t in targets}
         out = self.model.forward(x, source, tangent)
         return {t: out[t] for t in targets}

@@ -106,27 +106,30 @@ class JaxGradients:
     def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray,
             relax_maxpool: bool = False) -> dict:
         """Forward-mode derivatives along ``tangent`` at ``x`` (numpy in, numpy out), in batches of the
-        model's batch size, one compiled program per batch shape."""
+        model's batch size, one compiled program per batch shape. ``tangent`` is one per row of ``x``, or
+        (rows, K, ...): K tangents per row, which share one evaluation of the function at that row."""
         import jax
         variant = Variant(forward_mode=True, relax_maxpool=relax_maxpool)
         fn = self.function(source, targets, variant=variant)
-        key = (source, tuple(targets), variant)
+        x = np.asarray(x, np.float32)
+        tangent = np.asarray(tangent, np.float32)
+        many = tangent.ndim == x.ndim + 1
+        if not many and tangent.shape != x.shape:
+            raise UsageError(f"jvp: tangent shape {tangent.shape} fits neither x {x.shape} nor (rows, K) + x's")
+        key = (source, tuple(targets), variant, many)
         if key not in self._jvps:
-            self._jvps[key] = jax.jit(lambda p, a, t: jax.jvp(lambda v: fn.apply(p, v), (a,), (t,)))
-        run = self._jvps[key]
+            self._jvps[key] = jax.jit(_jvp_program(fn.apply, many, transpose=False))
         try:
-            return self._jvp_batches(run, fn, targets, x, tangent)
+            return self._jvp_batches(self._jvps[key], fn, targets, x, tangent, many)
         except TypeError as exc:  # a custom VJP inside a native function has no forward mode
             if "custom_vjp" not in str(exc):
                 raise
-            self._jvps[key] = run = jax.jit(lambda p, a, t: _jvp_by_transpose(lambda v: fn.apply(p, v), a, t))
-            return self._jvp_batches(run, fn, targets, x, tangent)
+            self._jvps[key] = jax.jit(_jvp_program(fn.apply, many, transpose=True))
+            return self._jvp_batches(self._jvps[key], fn, targets, x, tangent, many)
 
-    def _jvp_batches(self, run, fn, targets, x, tangent) -> dict:
+    def _jvp_batches(self, run, fn, targets, x, tangent, many) -> dict:
         import jax
-        x = np.asarray(x, np.float32)
-        tangent = np.asarray(tangent, np.float32)
-        step = self.model.batch_size
+        step = max(1, self.model.batch_size // (tangent.shape[1] if many else 1))
         values: dict = {t: [] for t in targets}
         derivs: dict = {t: [] for t in targets}
         for s in range(0, len(x), step):
@@ -140,6 +143,27 @@ class JaxGradients:
                 values[name].append(np.asarray(out[name], np.float32)[:n])
                 derivs[name].append(np.asarray(dout[name], np.float32)[:n])
         return {name: (np.concatenate(values[name]), np.concatenate(derivs[name])) for name in targets}
+
+
+def _jvp_program(apply, many: bool, transpose: bool):
+    """``run(params, a, t) -> (values, derivatives)``; with ``many``, ``t`` holds K tangents per row of ``a``:
+    the function is linearized once per row and its linear map applied to each tangent."""
+    import jax
+
+    def single(p, a, t):
+        f = lambda v: apply(p, v)  # noqa: E731
+        return _jvp_by_transpose(f, a, t) if transpose else jax.jvp(f, (a,), (t,))
+
+    def multiple(p, a, t):
+        f = lambda v: apply(p, v)  # noqa: E731
+        if transpose:
+            out, vjp = jax.vjp(f, a)
+            linear = jax.linear_transpose(lambda u: vjp(u)[0], out)
+            return out, jax.vmap(lambda tk: linear(tk)[0], in_axes=1, out_axes=1)(t)
+        out, linear = jax.linearize(f, a)
+        return out, jax.vmap(linear, in_axes=1, out_axes=1)(t)
+
+    return multiple if many else single
 
 
 def _jvp_by_transpose(f, a, t):
