@@ -156,6 +156,57 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _derived_options(args) -> dict:
+    """The layout, grid and icon options of a derived atlas (None where the command's default applies)."""
+    from .options import key_values
+    return dict(reducer=args.reducer, reducer_params=key_values(args.reducer_param, "--reducer-param") or None,
+                levels=tuple(_grids(args.levels)) if args.levels else None, min_count=args.min_count,
+                icons=tuple(_names(args.icons)), icon_size=args.icon_size,
+                icon_options=key_values(args.icon_option, "--icon-option"), seed=args.seed, quiet=args.quiet)
+
+
+def _derived_arguments(p: argparse.ArgumentParser, reducer: str, levels: str, min_count: int) -> None:
+    p.add_argument("atlas", help="a built atlas folder (with attribution)")
+    p.add_argument("--out", required=True, help="output folder: a normal atlas folder")
+    p.add_argument("--filter", choices=["winner", "top", "both"], default="both",
+                   help="samples whose top attribution is the class (winner), the --top-n with the largest "
+                        "positive attribution to it (top), or both (default)")
+    p.add_argument("--top-n", type=int, default=2000, help="samples kept by the top filter (default 2000)")
+    p.add_argument("--reducer", help=f"default {reducer}")
+    p.add_argument("--reducer-param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--levels", help=f"grid sizes (default {levels})")
+    p.add_argument("--min-count", type=int, help=f"minimum samples per cell (default {min_count})")
+    p.add_argument("--icons", default="exemplar", help="renderers, comma-separated (default exemplar)")
+    p.add_argument("--icon-size", type=int, default=80)
+    p.add_argument("--icon-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="the model, if not where the atlas was built from")
+    p.add_argument("--images", help="the images, if not where the atlas was built from (the same ones)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_class_atlas(args) -> int:
+    from .classes import class_atlas
+    class_atlas(args.atlas, args.class_name, args.out, filter=args.filter, top_n=args.top_n, model=args.model,
+                images=args.images, **_derived_options(args))
+    return 0
+
+
+def cmd_compare_classes(args) -> int:
+    from .classes import compare_classes
+    compare_classes(args.atlas, _names(args.classes), args.out, filter=args.filter, top_n=args.top_n,
+                    model=args.model, images=args.images, **_derived_options(args))
+    return 0
+
+
+def cmd_patch_test(args) -> int:
+    from .classes.patch import patch_test
+    patch_test(args.atlas, args.cell, args.onto, args.target, args.out, renderer=args.icon, size=args.size,
+               positions=args.positions, controls=args.controls, max_images=args.max_images, seed=args.seed,
+               model=args.model, batch_size=args.batch_size, quiet=args.quiet)
+    return 0
+
+
 def cmd_view(args) -> int:
     import webbrowser
     from pathlib import Path
@@ -197,6 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("class-atlas", help="an atlas of the samples that push the model towards one class")
+    p.add_argument("--class", dest="class_name", required=True, help="class name (or index)")
+    _derived_arguments(p, "umap (20 neighbours, min_dist 0.01, cosine)", "8", 4)
+    p.set_defaults(func=cmd_class_atlas)
+
+    p = sub.add_parser("compare-classes", help="two classes side by side: x is attribution(B) - attribution(A)")
+    p.add_argument("--classes", required=True, help="A,B: class names (or indices); A is drawn on the left")
+    _derived_arguments(p, "tsne (1-D, cosine) for y", "10", 4)
+    p.set_defaults(func=cmd_compare_classes)
+
+    p = sub.add_parser("patch-test", help="paste a cell's patch onto other images: does the target class rise?")
+    p.add_argument("atlas", help="a built atlas folder")
+    p.add_argument("--cell", required=True, help="GRID:I,J, a cell of the level with that grid size")
+    p.add_argument("--onto", required=True, help="images to paste onto (folder, .npy or source name)")
+    p.add_argument("--target", required=True, help="the class whose probability is watched (name or index)")
+    p.add_argument("--out", required=True, help="output folder for patch-test.json, patch-test.png, index.html")
+    p.add_argument("--icon", help="which renderer's icon to paste (default: the atlas's first)")
+    p.add_argument("--size", type=float, default=0.3, help="patch side as a fraction of the image (default 0.3)")
+    p.add_argument("--positions", type=int, default=4, help="random places per image (default 4)")
+    p.add_argument("--controls", type=int, default=8, help="other cells pasted as the control (default 8)")
+    p.add_argument("--max-images", type=int, default=200, help="images used at most (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="the model, if not where the atlas was built from")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_patch_test)
 
     p = sub.add_parser("view", help="open an atlas in the browser")
     p.add_argument("dir")

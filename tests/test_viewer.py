@@ -12,9 +12,6 @@ from PIL import Image
 
 from atlas_core.exporters.viewer import show, write_viewer
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 _spec = importlib.util.spec_from_file_location("viewer_atlas", Path(__file__).with_name("test_viewer_atlas.py"))
 viewer_atlas = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(viewer_atlas)
@@ -38,42 +35,11 @@ def atlas_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (make browser installs Debian's chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Page:
-    """A page with its console errors, dialogs and every non-file request recorded."""
-
-    def __init__(self, browser, url, size=(1000, 700)):
-        self.page = browser.new_page(viewport={"width": size[0], "height": size[1]})
-        self.errors, self.dialogs, self.remote = [], [], []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.page.on("request", lambda r: r.url.startswith(("file:", "data:", "about:")) or self.remote.append(r.url))
-        self.page.goto(url)
-
-    def attr(self, name):
-        return self.page.evaluate(f"document.documentElement.dataset.{name}")
-
-    def __getattr__(self, name):
-        return getattr(self.page, name)
-
-
 @pytest.fixture
-def page(browser, atlas_dir):
-    p = Page(browser, (atlas_dir / "index.html").resolve().as_uri())
+def page(open_page, atlas_dir):
+    p = open_page((atlas_dir / "index.html").resolve().as_uri())
     p.wait_for_selector("html[data-ready]", timeout=15000)
     yield p
-    p.page.close()
 
 
 def _levels(atlas_dir):
@@ -128,7 +94,7 @@ def test_write_viewer_reads_a_minimal_manifest(tmp_path):
     write_viewer(tmp_path)
     text = (tmp_path / "viewer" / "atlas-data.js").read_text()
     data = json.loads(text[text.index("{"):text.rindex("}") + 1])
-    assert data["levels"] == [{"grid": 2, "min_count": None, "cells": [[1, 0, 3, [], ["icons/x/2/1_0.png"], []]]}]
+    assert data["levels"] == [{"grid": 2, "min_count": None, "cells": [[1, 0, 3, [], ["icons/x/2/1_0.png"], [], [], {}]]}]
     assert data["meta"]["n_samples"] == 3 and data["labels"] == []
 
 
@@ -285,22 +251,21 @@ def test_search_and_heatmap_and_renderer_switch(page):
     assert page.errors == []
 
 
-def test_notebook_show_renders_inline(browser, atlas_dir, tmp_path):
+def test_notebook_show_renders_inline(open_page, atlas_dir, tmp_path):
     from atlas_core.atlas import Atlas
     view = Atlas(atlas_dir).show(height=500)  # what a notebook cell calls
     # a notebook page: the cell output's HTML in an unrelated folder, so only inlined data can render
     (tmp_path / "notebook.html").write_text(f"<!doctype html><html><body>{view._repr_html_()}</body></html>")
-    p = Page(browser, (tmp_path / "notebook.html").as_uri())
+    p = open_page((tmp_path / "notebook.html").as_uri())
     frame = p.frame_locator("iframe")
     frame.locator("html[data-ready]").wait_for(timeout=15000)
     assert frame.locator("html").get_attribute("data-grid") is not None
     assert frame.locator(".cell img").count() >= 10
     assert _drawn(p.locator("iframe").screenshot()) > 0.05
     assert p.errors == [] and p.remote == [] and p.dialogs == []
-    p.page.close()
 
 
-def test_viewer_on_a_built_atlas(browser, tmp_path):
+def test_viewer_on_a_built_atlas(open_page, tmp_path):
     """`atlas_core.build` (PCA, real EfficientNet-Lite0 weights) writes a viewer that opens and shows its icons."""
     atlas_demo = pytest.importorskip("atlas_demo")
     import atlas_core
@@ -319,11 +284,10 @@ def test_viewer_on_a_built_atlas(browser, tmp_path):
         pytest.skip("no model backend plugin installed")
     atlas_core.build(model, ArraySource(images, names=names), layer, tmp_path / "a", reducer="pca", labels=labels,
                      levels=(3, 6), min_count=2, samples_per_image=2, quiet=True)
-    p = Page(browser, (tmp_path / "a" / "index.html").as_uri())
+    p = open_page((tmp_path / "a" / "index.html").as_uri())
     p.wait_for_selector("html[data-ready]", timeout=15000)
     assert p.evaluate("[...document.querySelectorAll('.cell img')].filter(i => i.naturalWidth > 0).length") >= 3
     _hover_cell(p, "c[2] >= 2")
     p.wait_for_function("document.querySelector('#info .meta')")
     assert "samples" in p.text_content("#info .meta")
     assert p.errors == [] and p.remote == [] and p.dialogs == []
-    p.page.close()

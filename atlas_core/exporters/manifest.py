@@ -93,6 +93,9 @@ class ManifestExporter:
                                 if cl >= 0]
             atomic_write_text(out / "predictions.json", json.dumps(per_image))
             written.append("predictions.json")
+        if build.ground_truth is not None:
+            atomic_write_text(out / "labels.json", json.dumps(list(build.ground_truth)))
+            written.append("labels.json")
         shape = build.layer.shape
         hw = (shape[0], shape[1]) if shape is not None and len(shape) == 3 else (1, 1)
         renderers = list(build.renderers)
@@ -124,6 +127,7 @@ class ManifestExporter:
             "predictions": "predictions.json" if build.class_names else None,
             "label_source": build.label_source, "label_sources": build.label_sources,
             "classes": "classes.json" if build.class_names else None,
+            "ground_truth": "labels.json" if build.ground_truth is not None else None,
             "attribution": None if build.attribution is None else
             {"file": "attribution.npy", "target": build.attribution.target, "relax_maxpool": c.relax_maxpool},
             "origin": build.origin,
@@ -132,6 +136,7 @@ class ManifestExporter:
             "levels": levels, "quality": build.quality,
             "store": f"store/{store.key}",
         }
+        manifest.update(build.extra)
         atomic_write_text(out / "atlas.json", json.dumps(manifest))
         build.manifest = manifest
         return ["atlas.json"] + written

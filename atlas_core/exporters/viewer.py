@@ -20,6 +20,7 @@ from ..store import atomic_write, atomic_write_text
 STATIC = Path(__file__).parents[1] / "static"
 ASSETS = ("viewer.js", "viewer.css", "leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/LICENSE")
 MAX_MEMBERS = 12  # member thumbnails shown per cell
+TOP_ATTRIBUTION = 24  # classes per cell kept for the class heat map (the rest fade to nothing anyway)
 
 
 def _members(cell, provenance, thumbs):
@@ -51,6 +52,9 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
     levels = []
     for level in manifest["levels"]:
         cells = []
+        attribution = np.load(out / level["attribution"]) if level.get("attribution") and \
+            (out / level["attribution"]).is_file() else None
+        classes = json.loads((out / manifest["classes"]).read_text()) if attribution is not None else []
         for c in level["cells"]:
             icons = dict(c.get("icons") or {})
             if c.get("icon") and renderers and renderers[0] not in icons:
@@ -60,11 +64,22 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
                 shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
             members = _members(c, provenance, thumbs)
             used_images.update(m[0] for m in members)
+            others = {}
+            for source, pairs in (c.get("labels_by_source") or {}).items():
+                if source != manifest.get("label_source"):
+                    others[source] = [x for name, share in pairs[:3]
+                                      for x in (labels.setdefault(str(name), len(labels)), round(float(share), 4))]
+            attr = []
+            if attribution is not None and 0 <= c.get("direction", -1) < len(attribution):
+                row = np.asarray(attribution[c["direction"]], np.float32)
+                for k in np.argsort(-row, kind="stable")[:TOP_ATTRIBUTION]:
+                    attr += [labels.setdefault(str(classes[k]), len(labels)), round(float(row[k]), 5)]
             cells.append([int(c["i"]), int(c["j"]), int(c["count"]), shares,
-                          [icons.get(r) for r in renderers] or [c.get("icon")], members])
+                          [icons.get(r) for r in renderers] or [c.get("icon")], members, attr, others])
         levels.append({"grid": int(level["grid"]), "min_count": level.get("min_count"), "cells": cells})
     meta = {k: manifest.get(k) for k in ("model", "layer", "layer_shape", "n_samples", "n_images", "label_source",
-                                         "default_level", "quality", "receptive_field")}
+                                         "default_level", "quality", "receptive_field", "axis", "class")}
+    meta["attribution"] = bool(manifest.get("attribution"))
     meta["reducer"] = (manifest.get("reducer") or {}).get("name")
     meta["renderers"] = renderers or ["icon"]
     if not meta["n_samples"]:

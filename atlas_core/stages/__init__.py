@@ -63,7 +63,7 @@ def check(config: BuildConfig) -> None:
 
 
 def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=None,
-              stages: Sequence = STAGES, origin: Optional[dict] = None) -> BuildState:
+              stages: Sequence = STAGES, origin: Optional[dict] = None, extra: Optional[dict] = None) -> BuildState:
     """Run ``stages`` (default: all) for ``config`` into folder ``out``; returns the build's state."""
     from ..models import as_model
     registry = registry or get_registry()
@@ -72,14 +72,18 @@ def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=
     source = as_source(images)
     if not len(source):
         raise UsageError("the image source is empty")
+    stages = [stage() if isinstance(stage, type) else stage for stage in stages]  # classes or made stages
+
+    def has(cls) -> bool:
+        return any(isinstance(stage, cls) for stage in stages)
+
     # fail early on unknown names, before the model is opened
-    if LayoutStage in stages:
+    if has(LayoutStage):
         registry.get("reducers", config.reducer)
-    for name in config.icons if IconsStage in stages else ():
+    for name in config.icons if has(IconsStage) else ():
         registry.get("renderers", name)
-    for name in (config.exporters or ()) if ExportStage in stages else ():
+    for name in (config.exporters or ()) if has(ExportStage) else ():
         registry.get("exporters", name)
-    stages = [stage() for stage in stages]
     m = as_model(model, registry=registry)
     layer = open_layer(m, config.layer)
     log = Log(config.quiet)
@@ -91,13 +95,13 @@ def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=
     out.mkdir(parents=True, exist_ok=True)
     state = BuildState(config=config, out=out, registry=registry, model=m, layer=layer, source=source,
                        reuse=Reuse(out), log=log, ground_truth=ground_truth,
-                       origin=dict(origin or {}, images=_spec(images)))
+                       origin=dict({"images": _spec(images)}, **(origin or {})), extra=dict(extra or {}))
     for stage in stages:
         stage.prepare(state)
     for stage in stages:
         with state.timed(stage.name):
             stage.run(state)
-    if not any(isinstance(stage, ExportStage) for stage in stages):
+    if not has(ExportStage):
         return state
     skipped = state.store.predictions().get("skipped", [])
     report = {"skipped": [{"image": i, "name": n, "error": e} for i, n, e in skipped], "timings": state.timings,

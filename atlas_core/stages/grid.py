@@ -46,19 +46,22 @@ def top_labels(labels: Sequence, members: np.ndarray, k: int = 3) -> list:
     return [[name, round(c / total, 4)] for name, c in counts.most_common(k)] if total else []
 
 
-def attribution_labels(mean: np.ndarray, names: Sequence[str], k: int = 5) -> tuple[list, list]:
-    """A cell's labels from its mean attribution: the top ``k`` classes as [name, share] with share the softmax
-    of the mean attribution (attribution is in logit units), and as [name, mean attribution]."""
+def attribution_labels(mean: np.ndarray, names: Sequence[str], k: int = 5, scale: float = 1.0) -> tuple[list, list]:
+    """A cell's labels from its mean attribution: the top ``k`` classes as [name, mean attribution] and as
+    [name, share]. Attribution is in logit units and one position holds a small part of a logit, so the share
+    is the softmax of the mean attribution times ``scale`` (the layer's positions, H x W): to first order, the
+    class probabilities of an image whose every position were like this cell."""
     mean = np.asarray(mean, np.float64)
     top = np.argsort(-mean, kind="stable")[:k]
-    z = np.exp(mean - mean.max())
+    z = np.exp(scale * (mean - mean.max()))
     share = z / z.sum()
     return ([[names[c], round(float(share[c]), 4)] for c in top],
             [[names[c], round(float(mean[c]), 4)] for c in top])
 
 
 def make_level(layout: np.ndarray, acts: np.ndarray, grid: int, min_count: int,
-               label_sets: Optional[dict] = None, attribution=None, class_names: Sequence[str] = ()) -> Level:
+               label_sets: Optional[dict] = None, attribution=None, class_names: Sequence[str] = (),
+               attribution_scale: float = 1.0) -> Level:
     """Level ``grid``: cells with at least ``min_count`` samples, members ordered by cosine to the direction.
 
     ``label_sets`` maps a label source ("ground truth", "predicted") to one label per sample; ``attribution``
@@ -81,7 +84,8 @@ def make_level(layout: np.ndarray, acts: np.ndarray, grid: int, min_count: int,
         if attribution is not None:
             mean = np.asarray(attribution[members], dtype=np.float64).mean(axis=0)
             attributions.append(mean)
-            cell.label_sets["attribution"], cell.attribution = attribution_labels(mean, class_names)
+            shares, cell.attribution = attribution_labels(mean, class_names, scale=attribution_scale)
+            cell.label_sets["attribution"] = shares
         cells.append(cell)
         directions.append(direction)
     channels = acts.shape[1]
@@ -122,9 +126,11 @@ class GridStage(Stage):
         # kNN agreement is measured on per-sample labels: ground truth, else the predictions
         state.quality_labels = sets.get("ground truth", sets.get("predicted"))
         state.quality_label_source = next(iter(sets), None)
+        shape = state.layer.shape
+        scale = shape[0] * shape[1] if shape is not None and len(shape) == 3 and not c.pool else 1
         state.levels = []
         for g in grids:
-            level = make_level(state.layout, acts, g, c.min_count, sets, attribution, state.class_names)
+            level = make_level(state.layout, acts, g, c.min_count, sets, attribution, state.class_names, scale)
             for cell in level.cells:
                 cell.labels = cell.label_sets.get(state.label_source, [])
             level.key = key("level", state.keys["layout"], g, c.min_count)

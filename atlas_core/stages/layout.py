@@ -23,16 +23,16 @@ def normalize(xy: np.ndarray, low: float = 1.0, high: float = 99.0, margin: floa
     return out.astype(np.float32)
 
 
-def reduce(registry, name: str, acts: np.ndarray, seed: int, params: dict) -> np.ndarray:
-    """Fit reducer ``name`` on ``acts``; returns the raw (n, 2) layout."""
+def reduce(registry, name: str, acts: np.ndarray, seed: int, params: dict, n_components: int = 2) -> np.ndarray:
+    """Fit reducer ``name`` on ``acts``; returns the raw (n, n_components) layout."""
     if len(acts) < 3:
         raise UsageError(f"only {len(acts)} samples were collected: an atlas needs at least 3")
-    estimator = registry.reducer(name, n_components=2, random_state=seed, **params)
+    estimator = registry.reducer(name, n_components=n_components, random_state=seed, **params)
     xy = np.asarray(estimator.fit_transform(np.asarray(acts, dtype=np.float32)), dtype=np.float32)
-    if xy.shape != (len(acts), 2) or not np.isfinite(xy).all():
+    want = (len(acts), n_components)
+    if xy.shape != want or not np.isfinite(xy).all():
         raise UsageError(f"reducer {name!r} returned a layout of shape {xy.shape} with non-finite values"
-                         if xy.shape == (len(acts), 2) else
-                         f"reducer {name!r} returned shape {xy.shape}, expected {(len(acts), 2)}")
+                         if xy.shape == want else f"reducer {name!r} returned shape {xy.shape}, expected {want}")
     return xy
 
 

@@ -113,6 +113,7 @@ class BuildState:
     log: Log
     ground_truth: Optional[list] = None
     origin: dict = field(default_factory=dict)        # how to open the model and the images again (paths, options)
+    extra: dict = field(default_factory=dict)         # more fields for atlas.json (a derived atlas's class, axis)
     timings: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)          # artifact -> reuse key
     # collect (and the per-sample columns other stages add to it, by name)

@@ -13,7 +13,7 @@
   var TILE = 256;
   var MAX_THUMBS = 12;
 
-  var state = { renderer: 0, query: "", heat: -1, pinned: null, hover: null, level: -1 };
+  var state = { renderer: 0, query: "", heat: -1, attr: -1, pinned: null, hover: null, level: -1 };
   var levels = D.levels.map(function (lv) {
     var byKey = new Map();
     lv.cells.forEach(function (c) { byKey.set(c[1] * lv.grid + c[0], c); });
@@ -29,8 +29,26 @@
   function src(path) { return files[path] || path; }
   function pct(x) { return (100 * x).toFixed(x < 0.1 ? 1 : 0) + "%"; }
 
-  // cell = [i, j, count, [labelIndex, share, ...], [icon per renderer], [[image, y, x], ...]]
+  // cell = [i, j, count, [labelIndex, share, ...], [icon per renderer], [[image, y, x], ...],
+  //         [classIndex, mean attribution, ...], {other label source: [labelIndex, share, ...]}]
   function cellLabel(c) { return c[3].length ? D.labels[c[3][0]] : ""; }
+  function labelShare(c) { return c[3].length ? c[3][1] : 0; }
+  function cellAttr(c, li) {
+    var a = c[6] || [];
+    for (var k = 0; k < a.length; k += 2) if (a[k] === li) return a[k + 1];
+    return 0;
+  }
+  // a level's largest attribution to the chosen class: the heat map's full colour (the article's normalization)
+  var attrMax = new Map();
+  function levelAttrMax(lv) {
+    var key = lv.grid + ":" + state.attr;
+    if (!attrMax.has(key)) {
+      var m = 0;
+      lv.cells.forEach(function (c) { m = Math.max(m, cellAttr(c, state.attr)); });
+      attrMax.set(key, m);
+    }
+    return attrMax.get(key);
+  }
   function cellShare(c, li) {
     for (var k = 0; k < c[3].length; k += 2) if (c[3][k] === li) return c[3][k + 1];
     return 0;
@@ -138,9 +156,11 @@
           img.src = src(path);
         }
         box.appendChild(img);
-        if (state.heat >= 0) {
-          var h = el("div", "heat");
-          h.style.opacity = (0.85 * cellShare(c, state.heat)).toFixed(3);
+        if (state.heat >= 0 || state.attr >= 0) {
+          var h = el("div", "heat"), top = state.attr >= 0 ? levelAttrMax(lv) : 1;
+          var v = state.attr >= 0 ? Math.max(0, cellAttr(c, state.attr)) / (top || 1) : cellShare(c, state.heat);
+          h.style.opacity = (0.85 * v).toFixed(3);
+          box.dataset.heat = v.toFixed(4);
           box.appendChild(h);
         }
         if (state.query && matches(c)) box.classList.add("hit");
@@ -159,6 +179,9 @@
         if (!span) return;
         var box = cellBox("cell-label", left, top, cellPx), lab = el("div", "label", cellLabel(c));
         lab.style.width = span + "px";
+        // a weak label is faded: its opacity follows its share of the cell (full from a share of one half)
+        lab.style.opacity = (0.35 + 0.65 * Math.min(1, labelShare(c) / 0.5)).toFixed(2);
+        lab.title = cellLabel(c) + " " + pct(labelShare(c));
         box.appendChild(lab);
         tile.appendChild(box);
       });
@@ -221,10 +244,30 @@
     else if (e.key === "Escape") { state.pinned = null; outline.remove(); }
   });
   map.on("zoomstart", function () { if (!state.pinned) outline.remove(); });
-  map.on("zoomend", function () { if (state.pinned && state.pinned.grid !== levels[currentLevel()].grid) { state.pinned = null; outline.remove(); } });
+  map.on("zoomend", function () {
+    var grid = levels[currentLevel()].grid;
+    if (state.pinned && state.pinned.grid !== grid) { state.pinned = null; outline.remove(); }
+    if (!state.pinned && state.shown && state.shown !== grid) {  // the panel showed a cell of another level
+      state.hover = null; state.shown = null; outline.remove();
+      $("info").replaceChildren(el("p", "hint", "Hover or click a cell to see what it holds."));
+    }
+  });
 
+  function shareList(pairs) {
+    var ul = el("ul", "shares");
+    for (var k = 0; k < pairs.length; k += 2) {
+      var li = el("li"), bar = el("span", "bar");
+      bar.style.width = pct(pairs[k + 1]);
+      li.appendChild(bar);
+      li.appendChild(el("span", "share", pct(pairs[k + 1])));
+      li.appendChild(el("span", "name", D.labels[pairs[k]]));
+      ul.appendChild(li);
+    }
+    return ul;
+  }
   function showCell(hit, pinned) {
     var c = hit.cell, info = $("info");
+    state.shown = hit.grid;
     info.replaceChildren();
     info.appendChild(el("h2", "", cellLabel(c) || "cell " + c[0] + ", " + c[1]));
     info.appendChild(el("p", "meta", c[2] + " samples \u00b7 cell (" + c[0] + ", " + c[1] + ") of the " +
@@ -241,17 +284,24 @@
     info.appendChild(icons);
     if (c[3].length) {
       info.appendChild(el("div", "meta", "Labels (" + (D.meta.label_source || "labels") + ")"));
-      var ul = el("ul", "shares");
-      for (var k = 0; k < c[3].length; k += 2) {
-        var li = el("li"), bar = el("span", "bar");
-        bar.style.width = pct(c[3][k + 1]);
-        li.appendChild(bar);
-        li.appendChild(el("span", "share", pct(c[3][k + 1])));
-        li.appendChild(el("span", "name", D.labels[c[3][k]]));
-        ul.appendChild(li);
-      }
-      info.appendChild(ul);
+      info.appendChild(shareList(c[3].slice(0, 10)));
     }
+    if (c[6] && c[6].length) {
+      info.appendChild(el("div", "meta", "Mean attribution (a \u00b7 \u2202logit/\u2202a)"));
+      var ol = el("ol", "attr");
+      for (var a = 0; a < Math.min(10, c[6].length); a += 2) {
+        var item = el("li");
+        item.appendChild(el("span", "name", D.labels[c[6][a]]));
+        item.appendChild(el("span", "share", c[6][a + 1].toFixed(4)));
+        ol.appendChild(item);
+      }
+      info.appendChild(ol);
+    }
+    Object.keys(c[7] || {}).forEach(function (source) {
+      if (!c[7][source].length) return;
+      info.appendChild(el("div", "meta", "Labels (" + source + ")"));
+      info.appendChild(shareList(c[7][source]));
+    });
     if (c[5].length) {
       info.appendChild(el("div", "meta", "Members" + (c[2] > c[5].length ? " (" + c[5].length + " of " + c[2] + ")" : "") +
         ", sampled position marked"));
@@ -305,12 +355,44 @@
     updateSearchInfo();
     layer.redraw();
   });
+  function heating() {
+    $("map").classList.toggle("heating", state.heat >= 0 || state.attr >= 0);
+    $("heat-legend").hidden = state.heat < 0 && state.attr < 0;
+    $("heat-max").textContent = state.attr >= 0 ? "max" : "100%";
+    root.dataset.heat = state.attr >= 0 ? "attribution" : state.heat >= 0 ? "share" : "";
+    layer.redraw();
+  }
   $("heat").addEventListener("change", function () {
     state.heat = this.value === "" ? -1 : +this.value;
-    $("map").classList.toggle("heating", state.heat >= 0);
-    $("heat-legend").hidden = state.heat < 0;
-    layer.redraw();
+    if (state.heat >= 0) { state.attr = -1; $("attr").value = ""; }
+    heating();
   });
+  // the class heat map: cells coloured by their mean attribution to a class, picked by name with search
+  if (D.meta.attribution) {
+    $("attr-box").hidden = false;
+    var attrTotals = new Map();
+    levels[0].cells.forEach(function (c) {
+      for (var k = 0; k < (c[6] || []).length; k += 2) attrTotals.set(c[6][k], (attrTotals.get(c[6][k]) || 0) + Math.max(0, c[6][k + 1]) * c[2]);
+    });
+    Array.from(attrTotals.keys()).sort(function (a, b) { return attrTotals.get(b) - attrTotals.get(a); }).forEach(function (k) {
+      var o = el("option"); o.value = D.labels[k]; $("class-list").appendChild(o);
+    });
+    $("attr").addEventListener("input", function () {
+      var li = D.labels.indexOf(this.value.trim());
+      var found = li >= 0 && attrTotals.has(li);
+      state.attr = found ? li : -1;
+      $("attr-info").textContent = this.value.trim() && !found ? "no cell is attributed to that class" : "";
+      if (found) { state.heat = -1; $("heat").value = ""; }
+      heating();
+    });
+  }
+  // a two-class comparison: which class is on which side
+  if (D.meta.axis && D.meta.axis.x) {
+    $("axis").hidden = false;
+    $("axis-left").textContent = "\u2190 " + D.meta.axis.x.left;
+    $("axis-right").textContent = D.meta.axis.x.right + " \u2192";
+    $("axis").title = D.meta.axis.x.meaning || "";
+  }
   if (D.meta.renderers.length > 1) {
     $("renderer-box").hidden = false;
     D.meta.renderers.forEach(function (r, k) { var o = el("option", "", r); o.value = k; $("renderer").appendChild(o); });
@@ -318,7 +400,9 @@
   }
 
   var title = [D.meta.model, D.meta.layer].filter(Boolean).join(" \u00b7 ");
-  $("title").textContent = "Activation atlas" + (title ? ": " + title : "");
+  var kind = D.meta.class ? "Class atlas of " + D.meta.class.name : D.meta.axis && D.meta.axis.x ?
+    "Comparison of " + D.meta.axis.x.left + " and " + D.meta.axis.x.right : "Activation atlas";
+  $("title").textContent = kind + (title ? ": " + title : "");
   document.title = $("title").textContent;
   root.dataset.levels = levels.length;
   showLevel();

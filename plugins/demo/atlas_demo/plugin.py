@@ -22,11 +22,10 @@ class DemoCommand:
     def run(self, args) -> int:
         import atlas_core
         from .assets import efficientnet_lite0_onnx
-        from .photos import demo_images
         model = efficientnet_lite0_onnx("dynamo")
         if not args.quiet:
             print(f"demo: EfficientNet-Lite0 (real ImageNet weights) at {model}", flush=True)
-        atlas_core.build(str(model), demo_images(), DEMO_LAYER, args.out, reducer=args.reducer,
+        atlas_core.build(str(model), "demo", DEMO_LAYER, args.out, reducer=args.reducer,
                          samples_per_image=2, levels=(10, 20, 40), quiet=args.quiet)
         return 0
 
