@@ -99,6 +99,10 @@ class Differentiable(Protocol):
       each target to (value, derivative along each tangent), both numpy with one row per item; ``relax_maxpool``
       gives every max-pool the derivative of an average pool over the same windows (the reference's
       relaxation for attribution). Framework-neutral: the core's stages use this one.
+    - ``vjp(source, target, x, cotangent, relax_maxpool=False) -> ndarray``: reverse mode in numpy terms: the
+      gradient with respect to ``x`` (canonical rows of the source) of the dot product of ``target`` with
+      ``cotangent`` (canonical rows of the target, or (rows, K, ...) for K cotangents per row, which share the
+      row's evaluation); the result has ``x``'s shape, or (rows, K) + a row's shape.
     """
 
     engine: str
@@ -109,6 +113,9 @@ class Differentiable(Protocol):
 
     def jvp(self, source: str, targets: Sequence[str], x: np.ndarray, tangent: np.ndarray,
             relax_maxpool: bool = False) -> dict: ...
+
+    def vjp(self, source: str, target: str, x: np.ndarray, cotangent: np.ndarray,
+            relax_maxpool: bool = False) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -117,6 +117,13 @@ def check_gradients(grads, model, images: np.ndarray, layer: str, eps: float = 1
     estimate = (plus - minus) / (2 * eps)
     corr = np.corrcoef(np.ravel(derivative), np.ravel(estimate))[0, 1]
     assert corr > 0.95, f"the JVP must match a finite difference (correlation {corr:.3f})"
+    cotangent = np.random.default_rng(1).standard_normal(value.shape).astype(np.float32)
+    gradient = grads.vjp(INPUT, layer, x, cotangent)
+    assert gradient.shape == x.shape, f"vjp must give the source's shape {x.shape}, got {gradient.shape}"
+    forward = float(np.sum(derivative.astype(np.float64) * cotangent))
+    backward = float(np.sum(gradient.astype(np.float64) * tangent))
+    assert abs(forward - backward) <= 1e-3 * max(abs(forward), abs(backward), 1e-6), \
+        f"<vjp(u), t> must equal <u, jvp(t)> ({backward} vs {forward})"
 
 
 def check_reducer(factory, n_samples: int = 120, n_features: int = 16, **params) -> None:

@@ -177,3 +177,17 @@ class NumpyGradients:
             return {t: (parts[0][t][0], np.stack([p[t][1] for p in parts], axis=1)) for t in targets}
         out = self.model.forward(x, source, tangent)
         return {t: out[t] for t in targets}
+
+    def vjp(self, source: str, target: str, x: np.ndarray, cotangent: np.ndarray,
+            relax_maxpool: bool = False) -> np.ndarray:
+        """Reverse mode as the transpose of the Jacobian, built column by column from JVPs (a tiny model)."""
+        x, cotangent = np.asarray(x, np.float32), np.asarray(cotangent, np.float32)
+        if cotangent.ndim == len(self.model.forward(x[:1], source)[target].shape) + 1:
+            return np.stack([self.vjp(source, target, x, cotangent[:, k]) for k in range(cotangent.shape[1])], 1)
+        size = int(np.prod(x.shape[1:]))
+        out = np.empty((len(x), size), np.float32)
+        for row in range(len(x)):
+            basis = np.eye(size, dtype=np.float32).reshape((size,) + x.shape[1:])
+            jac = self.jvp(source, [target], np.repeat(x[row:row + 1], size, 0), basis)[target][1]
+            out[row] = jac.reshape(size, -1) @ cotangent[row].ravel()
+        return out.reshape(x.shape)

@@ -97,6 +97,8 @@ class OnnxGraph:
         self.input_shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                                  for d in dims)
         self.output_names = [o.name for o in g.output]
+        # the input's shape after the batch, for tails that read only its shape (the model sets the open sizes)
+        self.placeholder_dims = tuple(d or 1 for d in self.input_shape[1:])
         self.producer = {}
         for i, node in enumerate(self.nodes):
             for out in node.output:
@@ -104,12 +106,24 @@ class OnnxGraph:
                     self.producer[out] = i
 
     # -- graph queries ------------------------------------------------------
+    def aliases(self, name: Optional[str]) -> set:
+        """``name`` and the tensors it is an Identity of (an exporter that makes an intermediate tensor a graph
+        output may rename it through an Identity, while the rest of the graph reads the original)."""
+        out = set()
+        while name is not None and name not in out:
+            out.add(name)
+            i = self.producer.get(name)
+            node = self.nodes[i] if i is not None else None
+            name = node.input[0] if node is not None and node.op_type == "Identity" and node.input else None
+        return out
+
     def needed(self, outputs: Sequence[str], source: Optional[str] = None) -> list[int]:
         """Indices of the nodes needed to compute ``outputs`` (from ``source`` when given), in graph order."""
+        stop = self.aliases(source) if source is not None else set()
         want, seen, stack = set(), set(), list(outputs)
         while stack:
             name = stack.pop()
-            if name in seen or name == source:
+            if name in seen or name in stop:
                 continue
             seen.add(name)
             i = self.producer.get(name)
@@ -130,9 +144,9 @@ class OnnxGraph:
         depend on it and on nothing else that comes from the input."""
         nodes = self.needed(outputs, source)
         reads = {n for i in nodes for n in self.nodes[i].input if n}
-        if source not in reads and source not in outputs:
+        if not (self.aliases(source) & (reads | set(outputs))):
             return f"{', '.join(outputs)} does not depend on {source!r}"
-        if self.input_name in reads:
+        if any(self.input_name in self.nodes[i].input and self.nodes[i].op_type != "Shape" for i in nodes):
             return (f"the graph from {source!r} to {', '.join(outputs)} also reads the model's input by another "
                     "path (a skip connection around it)")
         return None
@@ -158,7 +172,10 @@ class OnnxGraph:
         from . import ops
         env: dict = dict(self.constants)
         env.update(params)
-        env[source or self.input_name] = x
+        for name in self.aliases(source) if source is not None else [self.input_name]:
+            env[name] = x
+        if source is not None:  # the tail may read the input's shape (a batch size for a Reshape), never its values
+            env[self.input_name] = np.zeros((x.shape[0],) + tuple(self.placeholder_dims), np.float32)
         for i in self.needed(outputs, source):
             node = self.nodes[i]
             fn = ops.OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None

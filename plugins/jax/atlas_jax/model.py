@@ -127,6 +127,36 @@ class JaxGradients:
             self._jvps[key] = jax.jit(_jvp_program(fn.apply, many, transpose=True))
             return self._jvp_batches(self._jvps[key], fn, targets, x, tangent, many)
 
+    def vjp(self, source: str, target: str, x: np.ndarray, cotangent: np.ndarray,
+            relax_maxpool: bool = False) -> np.ndarray:
+        """Reverse mode (numpy in, numpy out): the gradient at ``x`` of ``<target, cotangent>``; ``cotangent``
+        is one per row or (rows, K, ...), K per row sharing the row's evaluation. Batched by the model's batch
+        size (fewer rows when there are K cotangents per row)."""
+        import jax
+        fn = self.function(source, [target], relax_maxpool=relax_maxpool)
+        x = np.asarray(x, np.float32)
+        cotangent = np.asarray(cotangent, np.float32)
+        many = cotangent.ndim == x.ndim + 1
+        key = ("vjp", source, target, relax_maxpool, many)
+        if key not in self._jvps:
+            def single(p, a, u):
+                _, pull = jax.vjp(lambda v: fn.apply(p, v)[target], a)
+                return pull(u)[0]
+
+            def multiple(p, a, u):
+                _, pull = jax.vjp(lambda v: fn.apply(p, v)[target], a)
+                return jax.vmap(lambda uk: pull(uk)[0], in_axes=1, out_axes=1)(u)
+
+            self._jvps[key] = jax.jit(multiple if many else single)
+        run = self._jvps[key]
+        step = max(1, self.model.batch_size // (cotangent.shape[1] if many else 1))
+        out = []
+        for s in range(0, len(x), step):
+            a, u = x[s:s + step], cotangent[s:s + step]
+            out.append(np.asarray(run(fn.params, jax.device_put(a, self.model.device),
+                                      jax.device_put(u, self.model.device)), np.float32))
+        return np.concatenate(out) if out else np.zeros(cotangent.shape[:2 if many else 1] + x.shape[1:], np.float32)
+
     def _jvp_batches(self, run, fn, targets, x, tangent, many) -> dict:
         import jax
         step = max(1, self.model.batch_size // (tangent.shape[1] if many else 1))
@@ -358,10 +388,17 @@ class OnnxJaxModel(_Model):
                              "only image inputs (rank 4) are supported")
         base = InputSpec(layout=layout, channels=c or 3, height=h, width=w, batch=shape[0])
         self.input_spec = _spec_from_options(base, options)
+        self._set_placeholder()
         self.device = _device(device)
         self.provider = _provider(self.device)
         self._device_params = jax.device_put(self.graph.params, self.device)
         self.output = self.graph.output_names[0] if self.graph.output_names else None
+
+    def _set_placeholder(self) -> None:
+        spec = self.input_spec
+        h, w = spec.size or (224, 224)
+        c = spec.channels or 3
+        self.graph.placeholder_dims = (c, h, w) if spec.layout == "NCHW" else (h, w, c)
 
     def onnx_model(self):
         return self.graph.proto

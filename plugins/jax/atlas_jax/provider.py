@@ -16,5 +16,6 @@ class JaxLowering:
         from .model import OnnxJaxModel
         lowered = OnnxJaxModel(model.onnx_model(), batch_size=getattr(model, "batch_size", 32))
         lowered.input_spec = model.input_spec  # the same mapping of canonical images to the graph's input
+        lowered._set_placeholder()
         lowered.name = getattr(model, "name", lowered.name)
         return lowered.gradients()
