@@ -42,7 +42,9 @@ def test_whole_pipeline_without_any_plugin(tmp_path):
     assert data["plugins"] == ["builtins"] and data["modules"] == []
     assert all(data["cells"]) and {"atlas.json", "atlas.png", "index.html"} <= set(data["written"])
     m = validate(tmp_path / "atlas")
-    assert m["model"] == "tiny-numpy-cnn" and m["label_source"] == "predicted"
+    # the numpy model has a gradient capability of its own: attribution labels, with no plugin at all
+    assert m["model"] == "tiny-numpy-cnn" and m["label_source"] == "attribution"
+    assert m["label_sources"] == ["attribution", "predicted"]
     labels = {c["label"] for lv in m["levels"] for c in lv["cells"]}
     assert labels <= {"red", "green", "blue", "grey"}  # the model's own class names
 
