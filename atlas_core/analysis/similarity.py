@@ -17,10 +17,12 @@ BLOCK = 1024  # rows of a distance block
 
 # -- HSIC and CKA ----------------------------------------------------------------------------------------
 def _grams(xs: Sequence[np.ndarray]) -> tuple:
-    """Linear Gram matrices with zeroed diagonals, flattened (L, m*m), their row sums (L, m) and totals (L,)."""
+    """Linear Gram matrices of the centred features with zeroed diagonals, flattened (L, m*m), their row sums
+    (L, m) and totals (L,)."""
     flat, rows = [], []
     for x in xs:
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        x = x - x.mean(axis=0)  # HSIC does not change; large offsets would cancel catastrophically in the sums
         k = x @ x.T
         np.fill_diagonal(k, 0.0)
         flat.append(k.ravel())
