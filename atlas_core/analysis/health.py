@@ -25,7 +25,7 @@ from .similarity import two_sample_accuracy
 DORMANT_THRESHOLD = 0.025  # ReDo's tau
 SATURATED_SHARE = 0.99  # at a bound on at least this share of positions
 HOLDOUT_CAP = 500  # images per set kept for the two-sample test
-HOLDOUT_K = 5
+HOLDOUT_K = 10
 THREADS = max(1, min(4, os.cpu_count() or 1))  # layers' statistics are computed in parallel (numpy frees the GIL)
 
 
