@@ -98,7 +98,14 @@ class ChannelStats:
         active = self._count(np.greater(block, 0, out=mask), axis)
         magnitude = block if self.nonnegative else np.abs(block, out=_buffer(np.float32, block.shape))
         abs_sum = np.add.reduce(magnitude, axis=axis, dtype=np.float32 if axis == 1 else np.float64)
-        hi, lo = np.maximum.reduce(block, axis=axis), np.minimum.reduce(block, axis=axis)
+        hi = np.maximum.reduce(block, axis=axis)
+        if self.nonnegative:  # the minimum is 0 wherever a value is not positive: reduce only the other lines
+            lo = np.zeros(hi.shape, np.float32)
+            full = active == block.shape[axis]
+            if full.any():
+                lo[full] = np.minimum.reduce(block[full] if axis == 1 else block[:, full], axis=axis)
+        else:
+            lo = np.minimum.reduce(block, axis=axis)
         at = None
         low, high = self.limits
         if high is not None:

@@ -48,14 +48,14 @@ def health_figure(report: dict, path: Path) -> None:
     f, small, big = font(12), font(10), font(15)
     name_w, bar_w, count_w, hist_w, sep_w, gap = 190, 220, 150, 220, 170 if holdout else 0, 14
     top = 78
-    width = 12 + name_w + bar_w + count_w + hist_w + sep_w + gap * 4
+    width = 12 + name_w + bar_w + count_w + hist_w + sep_w + gap * 5 + 10
     height = top + row * len(layers) + 34
     img = Image.new("RGB", (width, height), PAPER)
     d = ImageDraw.Draw(img)
     d.text((12, 8), _fit(f"Layer health: {report['model']} ({report['images']} images)", big, width - 24, d),
            font=big, fill=INK)
     x_bar = 12 + name_w + gap
-    x_count = x_bar + bar_w + gap
+    x_count = x_bar + bar_w + 2 * gap + 10
     x_hist = x_count + count_w + gap
     x_sep = x_hist + hist_w + gap
     lx = 12

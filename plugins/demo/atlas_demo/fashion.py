@@ -5,8 +5,8 @@
 - :func:`fashion_models` trains the same small CNN with three strategies (torch, CPU, fixed seeds), exports
   each to ONNX and caches them in ``cache_dir()``: ``healthy`` (Adam, lr 1e-3, 20,000 images, 2 epochs),
   ``dead`` (Adam with lr 0.3, 300 times too high: many ReLUs die), ``memorize`` (a 1,024-wide dense layer,
-  150 epochs over only 256 images, no regularization). ``python -m atlas_demo.fashion`` trains them and prints
-  their accuracy.
+  150 epochs over only 256 images, no regularization). ``plugins/demo/scripts/fashion_models.py`` trains them,
+  prints their accuracy and runs the worked example of docs/health.md.
 
 The graphs name the tapped tensors plainly: ``relu1`` (28 x 28 x 16), ``relu2`` (14 x 14 x 32), ``relu3``
 (7 x 7 x 64), ``relu4`` (the dense layer) and ``logits``.
@@ -239,14 +239,3 @@ def fashion_models(quiet: bool = True) -> dict:
 def fashion_metrics() -> dict:
     fashion_models()
     return json.loads((_folder() / "metrics.json").read_text())
-
-
-def main() -> None:
-    paths = fashion_models(quiet=False)
-    for name, m in fashion_metrics().items():
-        print(f"{name:9s} {paths[name]}  train accuracy {m['train_accuracy']:.3f}  test accuracy "
-              f"{m['test_accuracy']:.3f}  ({m['seconds']} s)")
-
-
-if __name__ == "__main__":
-    main()
