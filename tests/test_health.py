@@ -139,6 +139,8 @@ def test_bad_input_is_a_usage_error(efficientnet_path, photos, tmp_path):
         health(model, ArraySource(np.zeros((0, 224, 224, 3), np.uint8)), tmp_path, layers=[CLIP])
     with pytest.raises(UsageError, match="dormant threshold"):
         health(model, few, tmp_path, layers=[CLIP], dormant_threshold=-1)
+    with pytest.raises(UsageError, match="batch size must be a positive whole number"):
+        health(model, few, tmp_path, layers=[CLIP], batch_size=0)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is a file"):
         health(model, few, tmp_path / "file", layers=[CLIP])
@@ -169,3 +171,14 @@ def test_two_sample_accuracy_on_real_activations():
     rng = np.random.default_rng(1)
     halves = [two_sample_accuracy(*np.array_split(acts[rng.permutation(len(acts))], 2), seed=s) for s in range(5)]
     assert abs(np.mean(halves) - 0.5) < 0.1, halves
+
+
+def test_analysis_imports_no_framework():
+    import subprocess
+    import sys
+
+    heavy = ["onnxruntime", "onnx", "jax", "torch", "sklearn", "scipy", "umap", "openTSNE", "numba"]
+    code = ("import sys, atlas_core.analysis.health, atlas_core.analysis.compare, atlas_core.analysis.draw\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -19,7 +19,7 @@ from ..images import BadImage
 from ..progress import Progress
 from ..types import UsageError
 from . import stream
-from .health import _open, _out_dir
+from .health import _open, _out_dir, positive
 from .similarity import MinibatchCKA, knn_overlap
 
 CKA_BATCH = 256  # images per minibatch of HSIC terms
@@ -43,7 +43,8 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     chosen_b = stream.choose_layers(model_a if same else model_b, layers_b if layers_b is not None or not same
                                     else [layer.name for layer in chosen_a])
     stream.check_source(source)
-    k, cka_batch = _positive(k, "k"), _positive(cka_batch, "the CKA minibatch")
+    k, cka_batch = positive(k, "k"), positive(cka_batch, "the CKA minibatch")
+    batch_size = positive(batch_size, "the batch size")
     if cka_batch < MinibatchCKA.MIN_BATCH:
         raise UsageError(f"the CKA minibatch must hold at least {MinibatchCKA.MIN_BATCH} images; got {cka_batch}")
     names_a, names_b = [x.name for x in chosen_a], [x.name for x in chosen_b]
@@ -72,7 +73,7 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
         nonlocal pending, dropped
         xs_a = [np.concatenate(pending_a[n]) for n in names_a]
         xs_b = [np.concatenate(pending_b[n]) for n in names_b]
-        if not cka.update(xs_a, xs_b):
+        if not cka.update(xs_a, None if same and names_b == names_a else xs_b):
             dropped += pending
         for d in (pending_a, pending_b):
             for n in d:
@@ -155,16 +156,6 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
                                   if knn else ""))
     compare_page(report, out / "index.html")
     return report
-
-
-def _positive(value, what: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise UsageError(f"{what} must be a positive whole number; got {value!r}")
-    return number
 
 
 def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b) -> tuple:

@@ -43,8 +43,9 @@ def health(model, source, out, layers=None, holdout=None, dormant_threshold: flo
     stream.check_source(source)
     if holdout is not None:
         stream.check_source(holdout, "--holdout")
-    if not 0 <= float(dormant_threshold) < 1:
-        raise UsageError(f"the dormant threshold must be at least 0 and below 1 (ReDo uses 0.025); got {dormant_threshold}")
+    if not 0 <= float(dormant_threshold) < float("inf"):
+        raise UsageError(f"the dormant threshold must be a number >= 0 (ReDo uses 0.025); got {dormant_threshold}")
+    batch_size = positive(batch_size, "the batch size")
     if not 0 < float(saturated_share) <= 1:
         raise UsageError(f"the saturated share must be in (0, 1]; got {saturated_share}")
     out = _out_dir(out)
@@ -119,6 +120,17 @@ def _open(model, source, holdout):
     if isinstance(holdout, (str, os.PathLike)):
         holdout = open_source(str(holdout))
     return model, source, holdout
+
+
+def positive(value, what: str) -> int:
+    """``value`` as a whole number >= 1, else a UsageError naming ``what``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or (isinstance(value, float) and value != number):
+        raise UsageError(f"{what} must be a positive whole number; got {value!r}")
+    return number
 
 
 def _out_dir(out) -> Path:
