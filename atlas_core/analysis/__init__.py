@@ -6,20 +6,6 @@
   per-sample kNN overlap of a pair of layers (``atlas compare``).
 
 Both run one pass over the images with every chosen layer tapped at once, in memory that does not grow with
-the number of images. See docs/health.md.
+the number of images. See docs/health.md. (The package exports no names: ``health`` and ``compare`` are its
+modules; import the functions from them.)
 """
-
-
-def health(*args, **kwargs):
-    """See :func:`atlas_core.analysis.health.health`."""
-    from .health import health as _health
-    return _health(*args, **kwargs)
-
-
-def compare(*args, **kwargs):
-    """See :func:`atlas_core.analysis.compare.compare`."""
-    from .compare import compare as _compare
-    return _compare(*args, **kwargs)
-
-
-__all__ = ["health", "compare"]

@@ -182,3 +182,15 @@ def _reload(source, i: int, size) -> np.ndarray:
         return source.load(i, size)
     except BadImage as exc:  # it decoded a moment ago for model A
         raise UsageError(f"image {source.names[i]!r} could not be decoded again for model B: {exc}") from None
+
+
+def summary_line(report: dict, out) -> str:
+    """One line for the command to print after a run."""
+    line = (f"wrote {Path(out) / 'compare.json'}: CKA of {len(report['layers_a'])} x {len(report['layers_b'])} "
+            f"layers on {report['images']} images")
+    if report.get("knn"):
+        knn = report["knn"]
+        line += f"; kNN overlap {knn['layer_a']} / {knn['layer_b']}: mean {knn['mean']:.3f} (k = {knn['k']})"
+    if report["skipped"]:
+        line += f"; skipped {len(report['skipped'])} images that could not be decoded"
+    return line

@@ -194,3 +194,17 @@ def _summary(layers: list) -> dict:
     for key in ("dead", "dormant", "saturated", "constant"):
         out[key] = sum(len(entry[key]) for entry in layers)
     return out
+
+
+def summary_line(report: dict, out) -> str:
+    """One line for the command to print after a run."""
+    s = report["summary"]
+    line = (f"wrote {Path(out) / 'health.json'}: {report['images']} images, {s['layers']} layers, {s['channels']} "
+            f"channels: {s['dead']} dead, {s['dormant']} dormant, {s['saturated']} saturated, {s['constant']} constant")
+    if "holdout" in report:
+        seps = [e["holdout_separability"] for e in report["layers"] if e.get("holdout_separability") is not None]
+        if seps:
+            line += f"; holdout separability {min(seps):.3f} to {max(seps):.3f}"
+    if report["skipped"]:
+        line += f"; skipped {len(report['skipped'])} images that could not be decoded"
+    return line
