@@ -53,29 +53,8 @@ def health(model, source, out, layers=None, holdout=None, dormant_threshold: flo
     per_call = stream.forward_batch(chosen, batch_size)
 
     keep = set(stream.fixed_subset(len(source), holdout_cap, seed).tolist()) if holdout is not None else set()
-    kept: dict = {name: [] for name in names}
-    stats: dict = {}
     decoder = stream.Decoder(source, model.input_spec.size)
-    progress = Progress("health", len(source), quiet=quiet)
-    order = sorted(names, key=lambda n: -stream.per_image_bytes([_by_name(chosen, n)]))  # big layers first
-    seen = 0
-    fetched = ((batch, stream.channel_values(model, batch.images, names)) for batch in decoder.batches(per_call))
-    with ThreadPoolExecutor(THREADS) as pool:
-        for batch, values in stream.prefetch(fetched):
-            for name in names:
-                if name not in stats:
-                    layer = _by_name(chosen, name)
-                    a, axis = values[name]
-                    stats[name] = ChannelStats(a.shape[3 - axis], layer.op_type, layer.bounds)
-            list(pool.map(lambda n: stats[n].update(*values[n]), order))
-            rows = [r for r, i in enumerate(batch.indices) if i in keep]
-            if rows:
-                for name in names:
-                    a, axis = values[name]
-                    kept[name].append(stream.pooled(a[rows], axis))
-            seen += len(batch.indices)
-            progress.update(seen + len(decoder.skipped) - progress.done)
-    progress.close()
+    stats, kept, seen = channel_statistics(model, decoder, chosen, per_call, keep=keep, quiet=quiet)
     if not seen:
         raise UsageError(f"none of the {len(source)} images could be decoded; nothing written")
 
@@ -110,6 +89,37 @@ def health(model, source, out, layers=None, holdout=None, dormant_threshold: flo
     return report
 
 
+def channel_statistics(model, decoder: stream.Decoder, layers: list, per_call: int, keep=frozenset(),
+                       quiet: bool = True) -> tuple:
+    """The pass itself: ``{name: ChannelStats}`` of ``layers`` over the images of ``decoder`` (``per_call`` images
+    per forward call), the mean-pooled vectors of the images whose indices are in ``keep`` (``{name: [arrays]}``),
+    and the number of images seen."""
+    names = [layer.name for layer in layers]
+    by_name = {layer.name: layer for layer in layers}
+    kept: dict = {name: [] for name in names}
+    stats: dict = {}
+    progress = Progress("health", len(decoder.source), quiet=quiet)
+    order = sorted(names, key=lambda n: -stream.per_image_bytes([by_name[n]]))  # big layers first
+    seen = 0
+    fetched = ((batch, stream.channel_values(model, batch.images, names)) for batch in decoder.batches(per_call))
+    with ThreadPoolExecutor(THREADS) as pool:
+        for batch, values in stream.prefetch(fetched):
+            for name in names:
+                if name not in stats:
+                    a, axis = values[name]
+                    stats[name] = ChannelStats(a.shape[3 - axis], by_name[name].op_type, by_name[name].bounds)
+            list(pool.map(lambda n: stats[n].update(*values[n]), order))
+            rows = [r for r, i in enumerate(batch.indices) if i in keep]
+            if rows:
+                for name in names:
+                    a, axis = values[name]
+                    kept[name].append(stream.pooled(a[rows], axis))
+            seen += len(batch.indices)
+            progress.update(seen + len(decoder.skipped) - progress.done)
+    progress.close()
+    return stats, kept, seen
+
+
 def _open(model, source, holdout):
     if isinstance(model, (str, os.PathLike)):
         from ..models import open_model
@@ -139,10 +149,6 @@ def _out_dir(out) -> Path:
         raise UsageError(f"--out {str(out)!r} is a file: give a folder to write the report into")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _by_name(layers: list, name: str):
-    return next(layer for layer in layers if layer.name == name)
 
 
 def _pooled_pass(model, source, names: list, per_call: int, cap: int, seed: int, quiet: bool) -> tuple:
