@@ -3,7 +3,8 @@
 Trains (once; cached) and exports the three models of ``atlas_demo.fashion``, prints their accuracy, runs
 `health` on each (its training images against 1,000 held-out test images) and `compare` between the healthy
 model and each of the others on the 1,000 test images, prints the numbers, and with ``--docs`` copies the
-pictures into docs/images/. Offline; a few minutes on two cores the first time, under a minute afterwards.
+pictures into docs/images/. Offline; the training takes about half a minute on two idle cores the first time
+(cached afterwards), the reports a few seconds.
 
     .venv/bin/python plugins/demo/scripts/fashion_models.py --out fashion-health --docs docs/images
 """

@@ -1,7 +1,7 @@
 """Fashion-MNIST and the three CNNs trained on it: the health report tells the strategies apart.
 
 Needs Debian's dataset-fashion-mnist (``make fashion``); skipped without it. The models train once per machine
-(about a minute or two) and are cached."""
+(about half a minute on two idle cores, several minutes on a loaded one) and are cached."""
 
 import gzip
 import time
