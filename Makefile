@@ -8,7 +8,7 @@ ORT_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 PLUGIN_ARGS := $(foreach p,$(PLUGINS),-e $(if $(findstring plugins/onnx/,$(p)),$(p:/=)[$(ORT_EXTRA)],$(p:/=)))
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser fashion clean
 
 $(BIN)/atlas: pyproject.toml $(wildcard plugins/*/pyproject.toml) constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ install: $(BIN)/atlas
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Fashion-MNIST from Debian for the layer-health example and tests (root on these machines; skipped if present).
+fashion:
+	@test -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+
 demo: install
 	$(BIN)/atlas demo
 
-test: install browser
+test: install browser fashion
 	$(BIN)/python -m pytest -q tests plugins; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
 
 clean:

@@ -207,6 +207,28 @@ def cmd_patch_test(args) -> int:
     return 0
 
 
+def cmd_health(args) -> int:
+    from .analysis.health import health, summary_line
+    from .images import open_source
+    report = health(open_model_from(args), open_source(args.images), args.out, layers=args.layers,
+                    holdout=open_source(args.holdout) if args.holdout else None,
+                    dormant_threshold=args.dormant_threshold, batch_size=args.batch_size, quiet=args.quiet)
+    print(summary_line(report, args.out))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .analysis.compare import compare, summary_line
+    from .images import open_source
+    a = open_model_from(args, args.model_a)
+    b = open_model_from(args, args.model_b) if args.model_b else None
+    report = compare(a, b, open_source(args.images), args.out, layers_a=args.layers_a, layers_b=args.layers_b,
+                     knn_pair=args.knn_pair, k=args.knn, batch_size=args.batch_size, cka_batch=args.cka_batch,
+                     quiet=args.quiet)
+    print(summary_line(report, args.out))
+    return 0
+
+
 def cmd_view(args) -> int:
     import webbrowser
     from pathlib import Path
@@ -275,6 +297,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_patch_test)
+
+    p = sub.add_parser("health", help="dead, dormant and saturated channels of every layer, and holdout "
+                                      "separability")
+    p.add_argument("model", help="model file or import path package.module:function")
+    p.add_argument("--images", required=True, help="folder of images, .npy array, or a source name (demo)")
+    p.add_argument("--out", required=True, help="output folder: health.json, health.png, index.html")
+    p.add_argument("--layers", default="all", help="all (default) or comma-separated layer names (see atlas layers)")
+    p.add_argument("--holdout", help="held-out images (folder, .npy or source name): per-layer kNN two-sample "
+                                     "separability of --images against them (0.5 = indistinguishable)")
+    p.add_argument("--dormant-threshold", type=float, default=0.025, metavar="TAU",
+                   help="dormant when E|h| over the layer's mean E|h| is at most TAU (ReDo; default 0.025)")
+    p.add_argument("--quiet", action="store_true")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("compare", help="linear CKA between the layers of two models (or of one), kNN overlap")
+    p.add_argument("model_a", help="model file or import path")
+    p.add_argument("model_b", nargs="?", help="second model (default: MODEL_A against itself)")
+    p.add_argument("--images", required=True, help="folder of images, .npy array, or a source name (demo)")
+    p.add_argument("--out", required=True, help="output folder: compare.json, compare.png, index.html")
+    p.add_argument("--layers-a", default="all", help="all (default) or comma-separated layers of MODEL_A")
+    p.add_argument("--layers-b", help="all or comma-separated layers of MODEL_B (default: all; --layers-a when "
+                                      "MODEL_A is compared with itself)")
+    p.add_argument("--knn-pair", metavar="LAYER_A,LAYER_B",
+                   help="layers whose per-image kNN overlap is computed (default: the last chosen layer of each)")
+    p.add_argument("--knn", type=int, default=10, metavar="K", help="neighbours per image for the overlap (default 10)")
+    p.add_argument("--cka-batch", type=int, default=256, help="images per minibatch of the CKA estimator (default 256)")
+    p.add_argument("--quiet", action="store_true")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("view", help="open an atlas in the browser")
     p.add_argument("dir")

@@ -29,9 +29,12 @@ class Model(Protocol):
       layer as float32 NHWC (spatial) or NC (dense); any batch size, an empty batch included. An unknown
       layer raises :class:`atlas_core.UsageError` naming the closest matches.
 
-    Optional: ``class_names()`` (a list of the output's class names, or None) and ``gradients()`` (a
+    Optional: ``class_names()`` (a list of the output's class names, or None), ``gradients()`` (a
     :class:`Differentiable`, or None: the model's own gradient capability; a gradient provider plugin can
-    give one to models that lack it).
+    give one to models that lack it), and ``native_activations(images, layers) -> {name: (array,
+    channel_axis)}`` (the layers in the graph's own layout, without the copy to NHWC, for statistics that do
+    not care about the layout: ``atlas health`` uses it where it exists). A listed ``Layer`` may carry
+    ``bounds``, the range its op bounds its output to (for saturation).
     """
 
     name: str

@@ -11,6 +11,7 @@
 """
 
 from .assets import cache_dir, efficientnet_lite0, efficientnet_lite0_onnx
+from .fashion import CLASS_NAMES, fashion_available, fashion_images, fashion_labels, fashion_models  # noqa: F401
 from .photos import (PHOTO_NAMES, TEST_PHOTOS, DemoSource, centre_crop, demo_images, lfw, lfw_activations, photo,
                      photo_batch)
 

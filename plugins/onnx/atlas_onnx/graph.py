@@ -337,3 +337,44 @@ def tap(model: onnx.ModelProto, outputs: list, elem_types: dict, copies: Optiona
             value.type.tensor_type.ClearField("shape")
         del graph.value_info[:]
     return tapped
+
+
+# -- output bounds ---------------------------------------------------------------------------------
+FIXED_BOUNDS = {"Relu": (0.0, None), "Sigmoid": (0.0, 1.0), "HardSigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0),
+                "Softsign": (-1.0, 1.0)}
+NO_BOUND = 3e38  # Clip's defaults before opset 11 are +-FLT_MAX: no bound at all
+
+
+def output_bounds(graph: onnx.GraphProto, node_index: int) -> Optional[tuple]:
+    """(low, high) that the node at ``node_index`` bounds its first output to, None for a side it
+    leaves open; None if the op bounds nothing or its limits are not constants in the file."""
+    node = graph.node[node_index]
+    if node.op_type in FIXED_BOUNDS:
+        return FIXED_BOUNDS[node.op_type]
+    if node.op_type != "Clip":
+        return None
+    attrs = {a.name: a.f for a in node.attribute if a.name in ("min", "max")}
+    limits = [attrs.get("min"), attrs.get("max")]
+    for k, name in enumerate(list(node.input[1:3])):
+        if name:
+            limits[k] = _scalar(graph, name)
+    limits = [None if v is None or abs(v) >= NO_BOUND else float(v) for v in limits]
+    return tuple(limits) if limits != [None, None] else None
+
+
+def _scalar(graph: onnx.GraphProto, name: str) -> Optional[float]:
+    """The value of a one-element constant (an initializer held in the file, or a Constant node)."""
+    from onnx import numpy_helper
+    tensor = next((t for t in graph.initializer if t.name == name), None)
+    if tensor is None:
+        node = next((n for n in graph.node if n.op_type == "Constant" and name in n.output), None)
+        attr = next((a for a in node.attribute if a.name in ("value", "value_float")), None) if node else None
+        if attr is None:
+            return None
+        if attr.name == "value_float":
+            return float(attr.f)
+        tensor = attr.t
+    if tensor.data_location == TensorProto.EXTERNAL:
+        return None
+    values = numpy_helper.to_array(tensor).ravel()
+    return float(values[0]) if values.size == 1 else None

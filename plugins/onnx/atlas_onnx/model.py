@@ -86,7 +86,8 @@ class OnnxModel:
         if self._layers is None:
             self._resolve_shapes()
             found = [t for t in self._info.tensors.values() if _tappable(t)]
-            self._layers = [Layer(t.name, t.op_type, self._canonical_shape(t)) for t in found]
+            self._layers = [Layer(t.name, t.op_type, self._canonical_shape(t),
+                                  g.output_bounds(self._graph.graph, t.order)) for t in found]
             self._by_name = {layer.name: layer for layer in self._layers}
         return list(self._layers)
 
@@ -113,6 +114,29 @@ class OnnxModel:
             for name in outs:
                 shape = self._by_name[name].shape
                 result[name] = np.zeros((0,) + tuple(s or 0 for s in shape), np.float32)
+        return result
+
+    def native_activations(self, images: np.ndarray, layers: Sequence[str]) -> dict:
+        """Each named layer as the graph lays it out, ``{name: (array, channel axis)}``: the values of
+        ``activations`` without its transposing copy, for statistics per channel (atlas health)."""
+        names = tuple(dict.fromkeys(self._check_layers([layers] if isinstance(layers, str) else list(layers))))
+        images = self._fit_images(images)
+        if not len(images):
+            return {name: (a, a.ndim - 1) for name, a in self.activations(images, names).items()}
+        parts: dict = {name: [] for name in names}
+        for start in range(0, len(images), self.batch_size):
+            x = self.prepare(images[start:start + self.batch_size])
+            if names not in self._plans:
+                self._plans[names] = self._plan(names, x)
+            for key, yields in self._plans[names]:
+                for name, value in zip(yields, self._exec(key, x)):
+                    if name in parts:
+                        parts[name].append(np.asarray(value, dtype=np.float32))
+        result = {}
+        for name, pieces in parts.items():
+            a = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            first = a.ndim == 4 and self._info.tensors[name].layout != "NHWC"
+            result[name] = (a, 1 if first else a.ndim - 1)
         return result
 
     def onnx_model(self) -> onnx.ModelProto:

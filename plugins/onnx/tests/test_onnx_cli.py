@@ -35,7 +35,7 @@ def test_layers_json(dynamo_path):
     layers = json.loads(out.stdout)
     assert len(layers) == 94 and all({"name", "op_type", "shape"} <= set(x) for x in layers)
     assert layers[-1] == {"name": "logits", "op_type": "Gemm", "shape": [1000]}
-    assert {"name": "hardtanh_20", "op_type": "Clip", "shape": [14, 14, 672]} in layers
+    assert {"name": "hardtanh_20", "op_type": "Clip", "shape": [14, 14, 672], "bounds": [0.0, 6.0]} in layers
 
 
 def test_layers_text_with_options(dynamo_path):

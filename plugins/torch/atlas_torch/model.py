@@ -50,6 +50,22 @@ def _has_4d_params(module) -> bool:
     return any(p.ndim == 4 for p in module.parameters())
 
 
+def _bounds(module) -> Optional[tuple]:
+    """(low, high) that a bounded activation module limits its output to (None for an open side)."""
+    nn = torch.nn
+    if isinstance(module, nn.ReLU6):
+        return (0.0, 6.0)
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh too, caught above
+        return (float(module.min_val), float(module.max_val))
+    if isinstance(module, nn.ReLU):
+        return (0.0, None)
+    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
+        return (0.0, 1.0)
+    if isinstance(module, (nn.Tanh, nn.Softsign)):
+        return (-1.0, 1.0)
+    return None
+
+
 def _canonical(t: "torch.Tensor") -> np.ndarray:
     """A batch tensor as float32 numpy: NCHW to NHWC, NC as is (a view; callers copy it)."""
     t = t.detach()
@@ -151,7 +167,7 @@ class TorchModel:
                                           "and (N, C) outputs are layers")
             else:
                 shape = (out[2], out[3], out[1]) if len(out) == 4 else (out[1],)
-                self._layers.append(Layer(name, op, shape))
+                self._layers.append(Layer(name, op, shape, _bounds(self._submodules[mname])))
                 self._taps[name] = (mname, k)
         self.output = self._root if self._root in self._taps else None
         self._counts = counts

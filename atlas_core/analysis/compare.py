@@ -1,0 +1,195 @@
+"""`atlas compare`: linear CKA between every chosen layer of model A and every chosen layer of model B (or of A
+with itself) on the same images, and the per-sample kNN overlap of one pair of layers.
+
+Each image gives one vector per layer, the mean over its positions (layers of different spatial sizes compare
+that way). CKA is accumulated from minibatches of ``cka_batch`` images (Nguyen et al. 2021), so memory stays
+flat in the number of images; the kNN overlap is computed on a fixed random subsample of at most ``knn_cap``
+images. See docs/health.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..images import BadImage
+from ..progress import Progress
+from ..types import UsageError
+from . import stream
+from .health import _open, _out_dir, positive
+from .similarity import MinibatchCKA, knn_overlap
+
+CKA_BATCH = 256  # images per minibatch of HSIC terms
+KNN_CAP = 2000  # images kept for the kNN overlap
+
+
+def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pair=None, k: int = 10,
+            batch_size: int = 32, cka_batch: int = CKA_BATCH, knn_cap: int = KNN_CAP, seed: int = 0,
+            quiet: bool = False) -> dict:
+    """CKA of ``layers_a`` of ``model_a`` against ``layers_b`` of ``model_b`` (None: of ``model_a`` itself) over
+    ``source``; the kNN overlap (``k`` neighbours) of ``knn_pair`` = (layer of A, layer of B), by default the last
+    chosen layer of each. Writes OUT/compare.json, OUT/compare.png and OUT/index.html; returns the JSON's dict.
+
+    Layers are None or "all" (every layer), names, or a comma-separated string; models and sources may be
+    given as opened objects or as paths."""
+    model_a, source, _ = _open(model_a, source, None)
+    same = model_b is None
+    if not same:
+        model_b, _, _ = _open(model_b, source, None)
+    chosen_a = stream.choose_layers(model_a, layers_a)
+    chosen_b = stream.choose_layers(model_a if same else model_b, layers_b if layers_b is not None or not same
+                                    else [layer.name for layer in chosen_a])
+    stream.check_source(source)
+    k, cka_batch = positive(k, "k"), positive(cka_batch, "the CKA minibatch")
+    batch_size = positive(batch_size, "the batch size")
+    if cka_batch < MinibatchCKA.MIN_BATCH:
+        raise UsageError(f"the CKA minibatch must hold at least {MinibatchCKA.MIN_BATCH} images; got {cka_batch}")
+    names_a, names_b = [x.name for x in chosen_a], [x.name for x in chosen_b]
+    pair = _pair(knn_pair, names_a, names_b, model_a, model_b if not same else model_a)
+    out = _out_dir(out)
+
+    taps_a = list(dict.fromkeys(names_a + [pair[0]] + (names_b + [pair[1]] if same else [])))
+    taps_b = [] if same else list(dict.fromkeys(names_b + [pair[1]]))
+    by_a = {x.name: x for x in model_a.layers()}
+    per_call = stream.forward_batch([by_a[n] for n in taps_a] + ([] if same else
+                                    [{x.name: x for x in model_b.layers()}[n] for n in taps_b]), batch_size)
+    size_a = model_a.input_spec.size
+    size_b = None if same else model_b.input_spec.size
+    keep = set(stream.fixed_subset(len(source), knn_cap, seed).tolist())
+    knn_a: list = []
+    knn_b: list = []
+    knn_names: list = []
+    cka = MinibatchCKA(len(names_a), len(names_b))
+    pending_a: dict = {n: [] for n in names_a}
+    pending_b: dict = {n: [] for n in names_b}
+    pending = 0
+    dropped = 0
+    decoder = stream.Decoder(source, size_a)
+
+    def flush():
+        nonlocal pending, dropped
+        xs_a = [np.concatenate(pending_a[n]) for n in names_a]
+        xs_b = [np.concatenate(pending_b[n]) for n in names_b]
+        if not cka.update(xs_a, None if same and names_b == names_a else xs_b):
+            dropped += pending
+        for d in (pending_a, pending_b):
+            for n in d:
+                d[n] = []
+        pending = 0
+
+    def fetch(batch):
+        va = _pooled(model_a, batch.images, taps_a)
+        if same:
+            return va, va
+        images_b = batch.images
+        if size_b is not None and tuple(size_b) != tuple(batch.images.shape[1:3]):
+            images_b = np.stack([_reload(source, i, size_b) for i in batch.indices])
+        return va, _pooled(model_b, images_b, taps_b)
+
+    progress = Progress("compare", len(source), quiet=quiet)
+    seen = 0
+    # a random order (fixed seed): each minibatch is then a random sample of the images, as the estimator needs
+    order = np.random.default_rng(seed).permutation(len(source)).tolist()
+    fetched = ((batch,) + fetch(batch) for batch in decoder.batches(per_call, order))
+    for batch, va, vb in stream.prefetch(fetched):
+        start = 0
+        while start < len(batch.indices):  # fill minibatches of exactly cka_batch images
+            take = min(cka_batch - pending, len(batch.indices) - start)
+            for n in names_a:
+                pending_a[n].append(va[n][start:start + take])
+            for n in names_b:
+                pending_b[n].append(vb[n][start:start + take])
+            pending += take
+            start += take
+            if pending == cka_batch:
+                flush()
+        rows = [r for r, i in enumerate(batch.indices) if i in keep]
+        if rows:
+            knn_a.append(va[pair[0]][rows])
+            knn_b.append(vb[pair[1]][rows])
+            knn_names.extend(batch.names[r] for r in rows)
+        seen += len(batch.indices)
+        progress.update(seen + len(decoder.skipped) - progress.done)
+    if pending:
+        flush()
+    progress.close()
+    if not seen:
+        raise UsageError(f"none of the {len(source)} images could be decoded; nothing written")
+    if not cka.minibatches:
+        raise UsageError(f"CKA needs at least {MinibatchCKA.MIN_BATCH} images; only {seen} could be decoded")
+
+    matrix = cka.cka
+    report = {
+        "model_a": str(getattr(model_a, "name", "")),
+        "model_b": None if same else str(getattr(model_b, "name", "")),
+        "images": seen,
+        "skipped": stream.skipped_report(decoder.skipped),
+        "pool": "mean over positions",
+        "estimator": "linear CKA from unbiased HSIC summed over minibatches (Nguyen et al. 2021)",
+        "cka_batch": int(cka_batch),
+        "minibatches": cka.minibatches,
+        "images_not_in_cka": int(dropped),
+        "layers_a": names_a,
+        "layers_b": names_b,
+        "cka": [[None if not np.isfinite(v) else round(float(v), 5) for v in row] for row in matrix],
+    }
+    if knn_a:
+        overlap = knn_overlap(np.concatenate(knn_a), np.concatenate(knn_b), k) if len(knn_names) > 1 else \
+            np.zeros(len(knn_names))
+        report["knn"] = {"layer_a": pair[0], "layer_b": pair[1], "k": int(min(k, max(1, len(knn_names) - 1))),
+                         "metric": "euclidean", "cap": int(knn_cap), "images": knn_names,
+                         "overlap": [round(float(v), 4) for v in overlap], "mean": round(float(overlap.mean()), 4)}
+    (out / "compare.json").write_text(json.dumps(report, indent=1))
+    from .draw import heatmap_figure
+    from .page import compare_page
+    b_name = report["model_b"] or report["model_a"]
+    knn = report.get("knn")
+    heatmap_figure(matrix, names_a, names_b, out / "compare.png",
+                   f"Linear CKA: {report['model_a']} / {b_name} ({seen} images)",
+                   f"rows: layers of {report['model_a']}; columns: layers of {b_name}; one mean-pooled vector "
+                   "per image",
+                   overlap=np.array(knn["overlap"]) if knn else None, k=knn["k"] if knn else 10,
+                   overlap_title=(f"kNN overlap per image (k = {knn['k']}): {knn['layer_a']} / {knn['layer_b']}"
+                                  if knn else ""))
+    compare_page(report, out / "index.html")
+    return report
+
+
+def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b) -> tuple:
+    if knn_pair is None:
+        return (names_a[-1], names_b[-1])
+    if isinstance(knn_pair, str):
+        knn_pair = knn_pair.split(",")
+    pair = [str(p).strip() for p in knn_pair]
+    if len(pair) == 1:
+        pair = pair * 2
+    if len(pair) != 2:
+        raise UsageError(f"the kNN pair is one layer of A and one of B (LAYER_A,LAYER_B); got {knn_pair!r}")
+    a = stream.choose_layers(model_a, [pair[0]])[0].name
+    b = stream.choose_layers(model_b, [pair[1]])[0].name
+    return (a, b)
+
+
+def _pooled(model, images: np.ndarray, names: list) -> dict:
+    return {n: stream.pooled(v, axis) for n, (v, axis) in stream.channel_values(model, images, names).items()}
+
+
+def _reload(source, i: int, size) -> np.ndarray:
+    try:
+        return source.load(i, size)
+    except BadImage as exc:  # it decoded a moment ago for model A
+        raise UsageError(f"image {source.names[i]!r} could not be decoded again for model B: {exc}") from None
+
+
+def summary_line(report: dict, out) -> str:
+    """One line for the command to print after a run."""
+    line = (f"wrote {Path(out) / 'compare.json'}: CKA of {len(report['layers_a'])} x {len(report['layers_b'])} "
+            f"layers on {report['images']} images")
+    if report.get("knn"):
+        knn = report["knn"]
+        line += f"; kNN overlap {knn['layer_a']} / {knn['layer_b']}: mean {knn['mean']:.3f} (k = {knn['k']})"
+    if report["skipped"]:
+        line += f"; skipped {len(report['skipped'])} images that could not be decoded"
+    return line
