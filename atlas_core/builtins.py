@@ -1,4 +1,5 @@
-"""Built-in plugin: the PCA reducer, the exemplar renderer, and the manifest, mosaic and viewer exporters."""
+"""Built-in plugin: the PCA reducer, the exemplar renderer, the manifest, mosaic and viewer exporters, and the
+local executor."""
 
 from . import hookimpl
 
@@ -26,6 +27,16 @@ def _mosaic():
 def _viewer():
     from .exporters.viewer import ViewerExporter
     return ViewerExporter()
+
+
+def _local():
+    from .stages.collect import LocalExecutor
+    return LocalExecutor()
+
+
+@hookimpl
+def atlas_register_executors(register):
+    register("local", _local, description="collect in the build's own process")
 
 
 @hookimpl

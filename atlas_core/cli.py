@@ -127,6 +127,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-images", type=int, default=256, help="images per store chunk (default 256)")
     p.add_argument("--exporters", help="exporters to run, comma-separated (default: every installed one; "
                                        "the manifest always runs)")
+    p.add_argument("--executor", default="local", help="who collects: local (default) or a plugin's (ray)")
+    p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="executor option, e.g. workers=2 or address=auto (repeat)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -139,7 +142,8 @@ def build_options(args) -> dict:
                 seed=args.seed, batch_size=args.batch_size, chunk_images=args.chunk_images,
                 icon_size=args.icon_size, icon_options=key_values(args.icon_option, "--icon-option"),
                 attribution=args.attribution, attribution_target=args.attribution_target,
-                relax_maxpool=args.relax_maxpool, exporters=_names(args.exporters), quiet=args.quiet)
+                relax_maxpool=args.relax_maxpool, exporters=_names(args.exporters), executor=args.executor,
+                executor_options=key_values(args.executor_option, "--executor-option"), quiet=args.quiet)
 
 
 def cmd_build(args) -> int:

@@ -185,6 +185,23 @@ class Exporter(Protocol):
 
 
 @runtime_checkable
+class Executor(Protocol):
+    """Collects the missing chunks of a samples store.
+
+    - ``name``: the registered name; ``options``: every option it takes, with its default (``workers``...).
+    - ``collect(state, chunks, progress)``: collect chunks ``chunks`` (indices) of ``state.store`` (the build's
+      :class:`atlas_core.stages.state.BuildState`, with ``state.executor_options`` checked and defaults filled
+      in), calling ``progress(n_images)`` as chunks complete. It returns when every chunk is written or raises;
+      chunks it could not write are collected by the next run.
+    """
+
+    name: str
+    options: Mapping[str, Any]
+
+    def collect(self, state: Any, chunks: Sequence[int], progress: Any) -> None: ...
+
+
+@runtime_checkable
 class ImageSource(Protocol):
     """A sequence of named images: ``names``, ``len()``, ``load(i, size)`` (float32 HWC RGB in [0, 1] at
     ``size`` or native size), ``native_size(i)``, ``identity()`` (changes when any image does),

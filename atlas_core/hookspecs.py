@@ -91,6 +91,24 @@ def atlas_register_exporters(register: Register) -> None:
 
 
 @hookspec
+def atlas_register_executors(register: Register) -> None:
+    """Register collection executors: things that collect the missing chunks of a samples store.
+
+    Call ``register(name, factory, description="...")``. ``factory()`` returns
+    a :class:`atlas_core.contracts.Executor`: ``name``, ``options`` (every
+    option it takes, with its default) and ``collect(state, chunks,
+    progress)``. The built-in ``local`` executor collects in the build's own
+    process; another (``atlas build --executor ray``) may send
+    ``atlas_core.stages.collect.CollectTask.from_state(state)`` (plain data) to
+    workers, each of which opens it once (``task.open()``) and calls
+    ``collect(k)`` for its chunks. Chunks are written atomically and may come
+    in any order; a chunk that is not written is collected by the next run.
+
+    Collected (not firstresult): every plugin gets the callback.
+    """
+
+
+@hookspec
 def atlas_register_gradients(register: Register) -> None:
     """Register gradient providers: things that give a model a gradient capability it lacks.
 

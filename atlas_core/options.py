@@ -28,7 +28,7 @@ def _declared(renderer) -> Mapping:
     return dict(getattr(renderer, "options", None) or {})
 
 
-def route(given: Mapping, renderers: Mapping[str, object]) -> dict:
+def route(given: Mapping, renderers: Mapping[str, object], what: str = "icon option") -> dict:
     """Each renderer's options, defaults filled in, from the user's ``given`` options.
 
     ``steps=512`` goes to every renderer that declares ``steps``; ``featureviz.steps=512`` to that renderer
@@ -39,7 +39,7 @@ def route(given: Mapping, renderers: Mapping[str, object]) -> dict:
         target, _, option = key.rpartition(".")
         names = [target] if target else list(renderers)
         if target and target not in renderers:
-            raise UsageError(f"icon option {key!r} names renderer {target!r}, which is not among --icons "
+            raise UsageError(f"{what} {key!r} names {target!r}, which is not among the chosen ones "
                              f"({', '.join(renderers)})")
         takers = [n for n in names if option in out[n]]
         if not takers:
@@ -47,8 +47,8 @@ def route(given: Mapping, renderers: Mapping[str, object]) -> dict:
             near = difflib.get_close_matches(option, valid, n=2)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
             which = ", ".join(names)
-            raise UsageError(f"unknown icon option {option!r}{hint} for {which}; valid: "
-                             f"{', '.join(valid) or 'none (this renderer takes no options)'}")
+            raise UsageError(f"unknown {what} {option!r}{hint} for {which}; valid: "
+                             f"{', '.join(valid) or 'none (it takes no options)'}")
         for n in takers:
             out[n][option] = value
     return out

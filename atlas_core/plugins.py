@@ -26,14 +26,15 @@ from .types import UsageError
 
 GROUP = "atlas_core"
 DISABLE_ENV = "ATLAS_DISABLE_PLUGINS"
-FAMILIES = ("backends", "reducers", "renderers", "exporters", "gradients", "sources", "commands")
+FAMILIES = ("backends", "reducers", "renderers", "exporters", "executors", "gradients", "sources", "commands")
 FIRST_PARTY = "actatlas"  # distributions named actatlas or actatlas-*
 # where this project's own names come from, for "unknown reducer 'umap'" after a minimal install
 PROVIDED_BY = {("reducers", "umap"): "plugins/umap", ("reducers", "tsne"): "plugins/tsne",
                ("renderers", "featureviz"): "plugins/jax", ("backends", "onnx"): "plugins/onnx[cpu]",
                ("backends", "onnx-jax"): "plugins/jax", ("backends", "jax"): "plugins/jax",
                ("backends", "torch"): "plugins/torch", ("sources", "demo"): "plugins/demo",
-               ("commands", "demo"): "plugins/demo"}
+               ("commands", "demo"): "plugins/demo", ("executors", "ray"): "plugins/ray",
+               ("commands", "grid"): "plugins/grid"}
 
 
 class PluginError(UsageError):

@@ -133,7 +133,19 @@ def test_command(name):
     assert isinstance(command, Command)
     parser = argparse.ArgumentParser(prog=f"atlas {name}")
     command.add_arguments(parser)
-    parser.parse_known_args([])
+    assert parser.format_help() and callable(command.run)
+
+
+@pytest.mark.parametrize("name", _names("executors"))
+def test_executor(name, tmp_path):
+    from atlas_core.contracts import Executor
+    from atlas_core.testing import tiny_build
+    executor = REGISTRY.create("executors", name)
+    assert isinstance(executor, Executor) and isinstance(dict(executor.options), dict)
+    if name != "local":
+        pytest.skip(f"{name} runs its own tests")
+    state = tiny_build(tmp_path / "a", executor=name)
+    assert state.store.complete() and len(state.store) == 96
 
 
 def test_numpy_model_conforms():

@@ -10,7 +10,7 @@ from atlas_core import contracts, hookspecs
 DOC = (Path(__file__).parents[1] / "docs" / "hooks.md").read_text()
 HOOKS = [(n, f) for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("atlas_")]
 CONTRACTS = [(n, c) for n, c in inspect.getmembers(contracts, inspect.isclass) if c.__module__ == contracts.__name__]
-FAMILIES = {"backends", "reducers", "renderers", "exporters", "gradients", "sources", "commands"}
+FAMILIES = {"backends", "reducers", "renderers", "exporters", "executors", "gradients", "sources", "commands"}
 
 
 def test_there_are_hooks():

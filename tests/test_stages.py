@@ -138,7 +138,7 @@ def test_unknown_renderer_option_is_a_one_line_error(tmp_path):
         tiny_build(tmp_path / "a", icon_options={"step": 512})
     message = str(err.value)
     assert "\n" not in message and "'step'" in message and "exemplar" in message
-    with pytest.raises(UsageError, match="not among --icons"):
+    with pytest.raises(UsageError, match="not among the chosen ones"):
         tiny_build(tmp_path / "b", icon_options={"featureviz.steps": 512})
     assert not (tmp_path / "a" / "store").exists()  # refused before any work
 
@@ -228,3 +228,53 @@ def test_core_imports_no_plugin_module():
         text = path.read_text()
         for plugin in ("atlas_demo", "atlas_onnx", "atlas_jax", "atlas_torch", "atlas_umap", "atlas_tsne"):
             assert f"import {plugin}" not in text and f"from {plugin}" not in text, (path, plugin)
+
+
+class ProcessExecutor:
+    """A throwaway executor: the collect task, as plain data, goes to two worker processes."""
+
+    name = "processes"
+    options = {"workers": 2}
+
+    def collect(self, state, chunks, progress):
+        import multiprocessing
+        from atlas_core.stages.collect import CollectTask
+        task = CollectTask.from_state(state)
+        with multiprocessing.get_context("spawn").Pool(state.executor_options["workers"]) as pool:
+            for n in pool.imap_unordered(_collect_in_worker, [(task, k) for k in chunks]):
+                progress(n)
+
+
+def _collect_in_worker(job):
+    task, k = job
+    return task.open().collect(k)
+
+
+def test_an_executor_plugin_collects_the_same_store_in_other_processes(tmp_path):
+    """The executor seam: CollectTask is plain data that other processes open and collect chunks from, in any
+    order; the store equals the in-process one (EfficientNet-Lite0 on real faces)."""
+    import atlas_core
+    atlas_demo = pytest.importorskip("atlas_demo")
+    pytest.importorskip("atlas_onnx")
+
+    class Plugin:
+        @atlas_core.hookimpl
+        def atlas_register_executors(self, register):
+            register("processes", ProcessExecutor)
+
+    images = tmp_path / "faces.npy"
+    np.save(images, atlas_demo.lfw()[0].array[80:104])
+    model = str(atlas_demo.efficientnet_lite0_onnx("dynamo"))
+    registry = load(extra=(("processes", Plugin()),))
+    options = dict(stages=[CollectStage], chunk_images=6, samples_per_image=2, attribution=False, quiet=True,
+                   registry=registry)
+    with pytest.raises(UsageError, match="not Python objects"):
+        build_state(NumpyModel(), tiny_images(8), "conv2", tmp_path / "obj", executor="processes", **options)
+    with pytest.raises(UsageError, match="unknown executor option 'worker'"):
+        build_state(model, str(images), "add_530", tmp_path / "p", executor="processes",
+                    executor_options={"worker": 3}, **options)
+    local = build_state(model, str(images), "add_530", tmp_path / "local", **options).store
+    remote = build_state(model, str(images), "add_530", tmp_path / "remote", executor="processes", **options).store
+    assert remote.key == local.key and remote.complete()
+    np.testing.assert_array_equal(remote.provenance(), local.provenance())
+    np.testing.assert_allclose(remote.activations(), local.activations(), rtol=1e-5, atol=1e-6)

@@ -7,6 +7,9 @@ uninterrupted run would. A classifier output read in the same pass gives each im
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -60,10 +63,93 @@ def store_config(state: BuildState) -> dict:
             "input": m.input_spec.identity(), "columns": [col.key() for col in state.columns.values()]}
 
 
+@dataclass
+class CollectTask:
+    """Everything a worker needs to collect chunks of a store on its own, as plain data (it can be pickled and
+    sent to another process or machine): how to open the model and the images, the layer, the build options
+    that shape the samples, and which store to write into."""
+
+    model: str
+    backend: Optional[str]
+    input_options: dict
+    images: str
+    layer: str
+    config: dict
+    store_root: str
+    store_key: str
+
+    @classmethod
+    def from_state(cls, state: BuildState) -> "CollectTask":
+        origin = state.origin
+        if not origin.get("model") or not origin.get("images"):
+            raise UsageError("a collection executor other than local needs the model as a file or import path and "
+                             "the images as a folder, a .npy file or a source name (not Python objects)")
+        config = {k: v for k, v in vars(state.config).items() if k not in ("executor", "executor_options")}
+        return cls(model=origin["model"], backend=origin.get("backend"), input_options=dict(origin.get("input") or {}),
+                   images=origin["images"], layer=state.config.layer, config=config,
+                   store_root=str(state.store.parent), store_key=state.store.key)
+
+    def open(self) -> "Collector":
+        return Collector(self)
+
+
+class Collector:
+    """A task opened in a worker: the model and the images opened once, then ``collect(k)`` per chunk."""
+
+    def __init__(self, task: CollectTask):
+        from ..images import as_source
+        from ..models import open_model
+        from ..plugins import get_registry
+        from .attribution import AttributionStage
+        from .reuse import Reuse
+        from .state import BuildConfig, Log
+        model = open_model(task.model, backend=task.backend, **task.input_options)
+        layer = next(layer for layer in model.layers() if layer.name == task.layer)
+        config = BuildConfig(**dict(task.config, quiet=True))
+        state = BuildState(config=config, out=Path(task.store_root).parent, registry=get_registry(), model=model,
+                           layer=layer, source=as_source(task.images), reuse=Reuse(Path(task.store_root).parent),
+                           log=Log(True))
+        AttributionStage().prepare(state)
+        classifier = classifier_output(model, task.layer)
+        state.output = classifier.name if classifier else None
+        meta = json.loads((Path(task.store_root) / task.store_key / "meta.json").read_text())
+        state.store = SampleStore(task.store_root, meta["config"], meta["n_images"], meta["chunk_images"])
+        if state.store.key != task.store_key:
+            raise UsageError("the worker's samples store key differs from the driver's")
+        self.state = state
+
+    def collect(self, k: int) -> int:
+        """Collect and write chunk ``k``; returns the number of images it covers."""
+        CollectStage().collect_chunk(self.state, k)
+        start, end = self.state.store.chunk_range(k)
+        return end - start
+
+
+class LocalExecutor:
+    """Executor ``local``: the chunks are collected in this process, one after the other, with the model the
+    build already opened."""
+
+    name = "local"
+    options: dict = {}
+
+    def collect(self, state: BuildState, chunks, progress) -> None:
+        stage = CollectStage()
+        for k in chunks:
+            stage.collect_chunk(state, k, progress)
+
+
 class CollectStage(Stage):
-    """Fills the samples store (``store/<key>/``), chunk by missing chunk, and consolidates it."""
+    """Fills the samples store (``store/<key>/``), chunk by missing chunk (by the chosen executor), and
+    consolidates it."""
 
     name = "collect"
+
+    def prepare(self, state: BuildState) -> None:
+        c = state.config
+        self.executor = state.registry.create("executors", c.executor)
+        from ..options import route
+        state.executor_options = route(c.executor_options, {c.executor: self.executor}, what="executor option")[
+            c.executor]
 
     def run(self, state: BuildState) -> None:
         c, model, source = state.config, state.model, state.source
@@ -81,9 +167,12 @@ class CollectStage(Stage):
         done = sum(store.chunk_range(k)[1] - store.chunk_range(k)[0] for k in range(store.n_chunks)
                    if k not in set(missing))
         bar = Progress("collect", len(source), quiet=c.quiet, initial=done)
-        for k in missing:
-            self.collect_chunk(state, k, bar.update)
+        if missing:
+            self.executor.collect(state, missing, bar.update)
         bar.close()
+        if store.missing_chunks():
+            raise UsageError(f"the {c.executor} executor left chunks {store.missing_chunks()[:5]} uncollected: rerun "
+                             "atlas build to collect them")
         store.consolidate()
         store.prune_others()
         if len(store) == 0:

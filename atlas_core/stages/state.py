@@ -36,6 +36,8 @@ class BuildConfig:
     attribution_target: Optional[str] = None  # the logits layer (default: the model's output)
     relax_maxpool: bool = True               # max-pools get the average pool's derivative (the reference's)
     exporters: Optional[tuple] = None  # None: every registered exporter
+    executor: str = "local"                  # who collects the chunks (a plugin's: ray)
+    executor_options: dict = field(default_factory=dict)  # e.g. workers=2, address=...
     quiet: bool = False
 
 
@@ -117,6 +119,7 @@ class BuildState:
     timings: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)          # artifact -> reuse key
     # collect (and the per-sample columns other stages add to it, by name)
+    executor_options: dict = field(default_factory=dict)
     columns: dict = field(default_factory=dict)
     attribution: Any = None
     store: Any = None
