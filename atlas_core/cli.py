@@ -57,6 +57,9 @@ def cmd_plugins(args) -> int:
 def cmd_layers(args) -> int:
     model = open_model_from(args)
     layers = model.layers()
+    if not layers:
+        raise UsageError(f"{args.model} has no layer that can be tapped (no float tensor of 2 to 4 dimensions "
+                         "depends on its input)")
     if args.json:
         print(json.dumps([layer.to_dict() for layer in layers], indent=1))
         return 0
@@ -381,6 +384,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the machine's, not the code's: a full disk, a read-only folder
+        print(f"atlas: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system error, saying what to do."""
+    import errno
+    where = f" (writing {exc.filename})" if getattr(exc, "filename", None) else ""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return (f"no space left on the device{where}: free some space or write elsewhere; an atlas that was there "
+                "before is left as it was")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied{where}: {exc.strerror}; choose a folder you can write to"
+    return f"{exc.strerror or type(exc).__name__}{where}"
 
 
 if __name__ == "__main__":

@@ -46,12 +46,22 @@ def dump_activations(model, source, layers: Sequence[str], output, batch_size: i
 
         def flush():
             acts = model.activations(np.stack(batch), layers)
+            finite = np.all([np.isfinite(acts[layer].reshape(len(batch), -1)).all(axis=1) for layer in layers], axis=0)
+            for name in [n for n, ok in zip(batch_names, finite) if not ok]:
+                skipped.append((name, "the model's activations are not finite (NaN or infinite)"))
+            acts = {layer: acts[layer][finite] for layer in layers}
+            batch_names[:] = [n for n, ok in zip(batch_names, finite) if ok]
+            if not batch_names:
+                batch.clear()
+                return
             for layer in layers:
                 a = acts[layer]
                 if layer not in arrays:
                     path = os.path.join(scratch, f"{len(arrays)}.npy")
                     arrays[layer] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                                               shape=(len(todo),) + a.shape[1:])
+                    with open(path, "r+b") as f:  # reserve the space now: a full disk is an error here, not a
+                        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))  # crash (SIGBUS) mid-write
                 arrays[layer][len(names):len(names) + len(a)] = a
             names.extend(batch_names)
             batch.clear()

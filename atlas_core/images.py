@@ -18,6 +18,9 @@ from PIL import Image
 from .types import UsageError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_PIXELS = 128_000_000  # an image file with more pixels is skipped (it is reported): a decompression bomb
+NATIVE_SIDE = 2048        # "native size" loads (thumbnails) are reduced to this longest side
+Image.MAX_IMAGE_PIXELS = None  # the cap above replaces PIL's warning and error
 
 
 def _digest(value) -> str:
@@ -37,6 +40,8 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         return np.repeat(a[..., None], 3, axis=2)
     if img.mode == "F":
         a = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise BadImage("NaN or infinite pixel values")
         a = (a - a.min()) / (np.ptp(a) or 1.0)
         return np.repeat(a[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -91,7 +96,10 @@ class ImageSource:
         raise NotImplementedError
 
     def load(self, i: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
-        return resize(self.raw(i), size)
+        image = self.raw(i)
+        if not np.isfinite(image).all():
+            raise BadImage(f"{self.names[i]}: NaN or infinite pixel values")
+        return resize(image, size)
 
     def native_size(self, i: int) -> tuple[int, int]:
         return tuple(self.raw(i).shape[:2])
@@ -105,22 +113,75 @@ class ImageSource:
 
 
 class FolderSource(ImageSource):
+    """The image files under a folder, recursively, in name order. Folders that cannot be read are listed in
+    ``unreadable`` (with the reason) instead of failing. Files are decoded at a reduced size where the model needs
+    less (JPEG's draft mode, then a box-filtered reduction in the file's own mode), turned upright by their EXIF
+    orientation, and skipped above ``MAX_PIXELS`` pixels."""
+
     kind = "image files"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        files = sorted(p for p in self.root.rglob("*")
-                       if p.is_file() and p.suffix.lower() in EXTENSIONS)
-        self.paths = files
-        self.names = [str(p.relative_to(self.root)) for p in files]
+        self.unreadable: list = []
 
-    def raw(self, i: int) -> np.ndarray:
+        def failed(exc: OSError) -> None:
+            where = Path(exc.filename or self.root)
+            rel = str(where.relative_to(self.root)) if where != self.root and self.root in where.parents else \
+                str(where)
+            self.unreadable.append([rel, exc.strerror or type(exc).__name__])
+
+        files = []
+        for folder, dirs, names in os.walk(self.root, onerror=failed, followlinks=False):
+            dirs.sort()
+            for name in names:
+                path = Path(folder) / name
+                if path.suffix.lower() in EXTENSIONS and path.is_file():
+                    files.append(path)
+        self.paths = sorted(files)
+        self.names = [str(p.relative_to(self.root)) for p in self.paths]
+
+    def _open(self, i: int, size: Optional[tuple[int, int]]):
+        img = Image.open(self.paths[i])
+        if img.width * img.height > MAX_PIXELS:
+            img.close()
+            raise BadImage(f"{self.names[i]}: {img.width} x {img.height} pixels, over the cap of {MAX_PIXELS:,}")
+        side = max(size) if size else NATIVE_SIDE
+        if img.format == "JPEG":
+            img.draft(img.mode, (2 * side, 2 * side))  # decode at 1/2, 1/4 or 1/8 scale where that suffices
+        orientation = img.getexif().get(0x0112, 1)
+        factor = min(img.width, img.height) // (2 * side) if size else max(img.width, img.height) // side
+        if factor >= 2:
+            try:
+                img = img.reduce(factor)  # box filter, in the file's own mode: no float copy of a huge image
+            except (ValueError, NotImplementedError):
+                pass
+        if orientation in (2, 3, 4, 5, 6, 7, 8):  # a phone photo's orientation, applied to the reduced image
+            method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                      4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                      6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                      8: Image.Transpose.ROTATE_90}[orientation]
+            img = img.transpose(method)
+        return img
+
+    def raw(self, i: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+        import warnings
         try:
-            with Image.open(self.paths[i]) as img:
-                img.load()
-                return to_rgb_array(img)
+            with warnings.catch_warnings():  # PIL warns about damaged files it can still read: they are reported
+                warnings.simplefilter("ignore")
+                img = self._open(i, size)
+                with img:
+                    img.load()
+                    return to_rgb_array(img)
+        except BadImage as exc:
+            raise BadImage(str(exc) if str(exc).startswith(self.names[i]) else f"{self.names[i]}: {exc}") from None
         except Exception as exc:  # PIL raises many kinds for broken files
             raise BadImage(f"{self.names[i]}: {type(exc).__name__}: {exc}") from None
+
+    def load(self, i: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+        image = self.raw(i, size)
+        if not np.isfinite(image).all():
+            raise BadImage(f"{self.names[i]}: NaN or infinite pixel values")
+        return resize(image, size)
 
     def identity(self) -> str:
         """Names, sizes and modification times: an image rewritten in place changes it."""
@@ -136,7 +197,8 @@ class FolderSource(ImageSource):
     def native_size(self, i: int) -> tuple[int, int]:
         try:
             with Image.open(self.paths[i]) as img:
-                return (img.height, img.width)
+                orientation = img.getexif().get(0x0112, 1)
+                return (img.width, img.height) if orientation in (5, 6, 7, 8) else (img.height, img.width)
         except Exception as exc:
             raise BadImage(f"{self.names[i]}: {exc}") from None
 
@@ -192,7 +254,10 @@ def open_source(spec) -> ImageSource:
     if path.is_dir():
         source = FolderSource(path)
         if not len(source):
-            raise UsageError(f"no images in {str(spec)!r} (looked for {', '.join(sorted(EXTENSIONS))}, recursively)")
+            unread = f"; {len(source.unreadable)} folders could not be read ({source.unreadable[0][0]}: " \
+                f"{source.unreadable[0][1]})" if source.unreadable else ""
+            raise UsageError(f"no images in {str(spec)!r} (looked for {', '.join(sorted(EXTENSIONS))}, "
+                             f"recursively){unread}")
         return source
     if path.suffix == ".npy":
         try:

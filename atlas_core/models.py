@@ -121,6 +121,35 @@ def as_model(model, backend: Optional[str] = None, registry=None, **options):
     return open_model(model, backend=backend, registry=registry, **options)
 
 
+def external_data_file(folder, location: str, offset="0", length="0", tensor: str = "?") -> Path:
+    """The file an ONNX external-data entry names, checked: inside the model's folder (after following links,
+    as onnxruntime does), no NUL byte, integer offset and length, and long enough. A one-line UsageError
+    otherwise. Pure text and path checks, for every backend that reads ONNX files."""
+    import os
+    root = os.path.realpath(folder)
+    if "\0" in location or "\0" in str(offset) or "\0" in str(length):
+        raise UsageError(f"external data entry of tensor {tensor!r} holds a NUL byte: the model file is damaged")
+    try:
+        start, size = int(offset or 0), int(length or 0)
+    except ValueError:
+        raise UsageError(f"external data entry of tensor {tensor!r} has offset {offset!r} and length {length!r}: "
+                         "both must be whole numbers; the model file is damaged") from None
+    if start < 0 or size < 0:
+        raise UsageError(f"external data entry of tensor {tensor!r} has a negative offset or length")
+    target = os.path.realpath(os.path.join(root, location))
+    if (not location or os.path.isabs(location) or os.path.splitdrive(location)[0]
+            or os.path.commonpath([root, target]) != root or target == root):
+        raise UsageError(f"refusing external data location {location!r} of tensor {tensor!r}: it must be a file "
+                         "inside the model's folder (path traversal)")
+    if not os.path.isfile(target):
+        raise UsageError(f"external data file {location!r} (weights of tensor {tensor!r}) is missing: put it next "
+                         f"to the model in {root}")
+    if start + size > os.path.getsize(target):
+        raise UsageError(f"external data file {location!r} is shorter ({os.path.getsize(target)} bytes) than tensor "
+                         f"{tensor!r} needs ({start + size} bytes): the file is truncated or from another export")
+    return Path(target)
+
+
 def content_hash(paths: Iterable, extra=None) -> str:
     """A hash of the bytes of ``paths`` (a model file and its external data), and of ``extra``."""
     h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())

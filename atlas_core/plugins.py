@@ -153,6 +153,8 @@ class Registry:
             known = ", ".join(sorted(table)) or "none installed"
             where = PROVIDED_BY.get((family, name))
             install = f"; it comes with pip install ./{where}" if where else ""
+            if where and family == "reducers":
+                install += " (or use --reducer pca)"
             raise UsageError(f"unknown {family[:-1]} {name!r}{hint}{install}; available: {known}")
         self._warn_conflict(family, name)
         return table[name]

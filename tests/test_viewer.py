@@ -291,3 +291,17 @@ def test_viewer_on_a_built_atlas(open_page, tmp_path):
     p.wait_for_function("document.querySelector('#info .meta')")
     assert "samples" in p.text_content("#info .meta")
     assert p.errors == [] and p.remote == [] and p.dialogs == []
+
+
+def test_first_view_shows_every_row_of_the_atlas(page):
+    """The whole atlas is on screen at first: the top and bottom rows of the level shown are inside the map."""
+    inside = page.evaluate("""() => {
+        const m = document.getElementById('map').getBoundingClientRect();
+        const lv = atlasViewer.levels[+document.documentElement.dataset.level];
+        const rows = lv.cells.map(c => c[1]);
+        const top = Math.min(...rows), bottom = Math.max(...rows);
+        const boxes = [...document.querySelectorAll('.cell')].filter(b => +b.dataset.j === top || +b.dataset.j === bottom);
+        return boxes.length > 0 && boxes.every(b => { const r = b.getBoundingClientRect();
+            return r.top >= m.top - 1 && r.bottom <= m.bottom + 1 && r.left >= m.left - 1 && r.right <= m.right + 1; });
+    }""")
+    assert inside

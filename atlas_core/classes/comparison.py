@@ -7,7 +7,6 @@ import numpy as np
 
 from ..stages.layout import LayoutStage, normalize, reduce
 from ..stages.reuse import key
-from ..store import atomic_write
 
 
 def comparison_x(attribution: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -40,4 +39,3 @@ class ComparisonLayoutStage(LayoutStage):
 
         raw, _ = state.reuse.array("layout.raw.npy", k, fit)
         state.layout = np.column_stack([(raw[:, 0] + 1) / 2, normalize(raw[:, 1:])[:, 0]]).astype(np.float32)
-        atomic_write(state.out / "layout.npy", lambda f: np.save(f, state.layout))

@@ -104,7 +104,6 @@ class SelectStage(Stage):
             columns.update(pred=pred, prob=prob)
             store.write_chunk(0, columns, [])
         store.consolidate()
-        store.prune_others()
         state.store = store
         state.keys["samples"] = store.key
         state.class_names = parent.class_names

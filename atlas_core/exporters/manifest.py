@@ -52,13 +52,19 @@ def link_or_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def write_thumbs(out: Path, source, image_ids) -> list:
-    """A small JPEG of each image, once (a thumbnail is a convenience: an image that fails is left out)."""
+def write_thumbs(out: Path, source, image_ids, published: Path = None) -> list:
+    """A small JPEG of each image (a thumbnail is a convenience: an image that fails is left out). Thumbnails
+    already published in ``published/thumbs`` for the same images (by the source's identity) are linked."""
     folder = out / "thumbs"
     folder.mkdir(exist_ok=True)
+    identity = source.identity()
+    old = Path(published) / "thumbs" if published is not None else None
+    same = old is not None and (old / ".key").is_file() and (old / ".key").read_text() == identity
     written = []
     for image_id in image_ids:
         path = folder / f"{image_id}.jpg"
+        if same and (old / path.name).is_file() and not path.exists():
+            _link(old / path.name, path)
         if not path.is_file():
             try:
                 img = source.load(image_id, None)
@@ -68,7 +74,17 @@ def write_thumbs(out: Path, source, image_ids) -> list:
             pil.thumbnail((THUMB_SIZE, THUMB_SIZE))
             atomic_write(path, lambda f: pil.save(f, format="JPEG", quality=85))
         written.append(f"thumbs/{image_id}.jpg")
+    atomic_write_text(folder / ".key", identity)
     return written
+
+
+def _link(src: Path, dst: Path) -> None:
+    import os
+    import shutil
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 class ManifestExporter:
@@ -79,7 +95,8 @@ class ManifestExporter:
         out = Path(out)
         c, store = build.config, build.store
         prov = store.provenance()
-        written = ["samples.npy", "images.json"]
+        written = ["layout.npy", "samples.npy", "images.json"]
+        atomic_write(out / "layout.npy", lambda f: np.save(f, np.asarray(build.layout, np.float32)))
         atomic_write(out / "samples.npy", lambda f: np.save(f, prov.astype(np.int32)))
         atomic_write_text(out / "images.json", json.dumps(list(build.source.names)))
         if build.class_names:
@@ -117,7 +134,7 @@ class ManifestExporter:
         if build.attribution is not None:
             link_or_copy(store.root / "attribution.npy", out / "attribution.npy")
             written.append("attribution.npy")
-        written += write_thumbs(out, build.source, sorted(thumbs))
+        written += write_thumbs(out, build.source, sorted(thumbs), published=build.out)
         manifest = {
             "version": FORMAT_VERSION, "model": Path(str(build.model.name)).name, "layer": c.layer,
             "layer_shape": list(shape) if shape is not None else None,

@@ -14,6 +14,9 @@ icons    ``icons/<renderer>/<grid>/``, ``fidelity.json``  level, renderer option
 quality  (numbers in memory)                              (cheap: made every run)
 export   atlas.json and its arrays, atlas.png, index.html (written every run, by the exporters)
 ======== ================================================ =====================================
+
+What the atlas shows is written into a staging folder and published all at once (:mod:`.publish`); one build at
+a time holds the folder's lock.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .export import ExportStage
 from .grid import GridStage
 from .icons import IconsStage
 from .layout import LayoutStage
+from .publish import Lock, Publication
 from .quality import QualityStage
 from .reuse import Reuse
 from .state import DEFAULT_LEVELS, BuildConfig, BuildState, Log
@@ -93,20 +97,33 @@ def run_build(model, images, config: BuildConfig, out, *, labels=None, registry=
         config.pool = True
     ground_truth = read_labels(labels, source) if isinstance(labels, (str, Path)) else labels
     out.mkdir(parents=True, exist_ok=True)
-    state = BuildState(config=config, out=out, registry=registry, model=m, layer=layer, source=source,
-                       reuse=Reuse(out), log=log, ground_truth=ground_truth,
-                       origin=dict({"images": _spec(images)}, **(origin or {})), extra=dict(extra or {}))
-    for stage in stages:
-        stage.prepare(state)
-    for stage in stages:
-        with state.timed(stage.name):
-            stage.run(state)
-    if not has(ExportStage):
-        return state
-    skipped = state.store.predictions().get("skipped", [])
-    report = {"skipped": [{"image": i, "name": n, "error": e} for i, n, e in skipped], "timings": state.timings,
-              "n_images": len(source), "n_samples": int(len(state.store))}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    with Lock(out):
+        publication = Publication(out)
+        publication.recover()
+        state = BuildState(config=config, out=out, registry=registry, model=m, layer=layer, source=source,
+                           reuse=Reuse(out), log=log, ground_truth=ground_truth,
+                           origin=dict({"images": _spec(images)}, **(origin or {})), extra=dict(extra or {}),
+                           publication=publication)
+        for stage in stages:
+            stage.prepare(state)
+        publication.begin()
+        try:
+            for stage in stages:
+                with state.timed(stage.name):
+                    stage.run(state)
+            if not has(ExportStage):
+                publication.recover()  # nothing to publish: drop the staging folder
+                return state
+            skipped = state.store.predictions().get("skipped", [])
+            report = {"skipped": [{"image": i, "name": n, "error": e} for i, n, e in skipped],
+                      "unreadable_folders": [{"folder": f, "error": e} for f, e in getattr(source, "unreadable", [])],
+                      "timings": state.timings, "n_images": len(source), "n_samples": int(len(state.store))}
+            atomic_write_text(state.staging / "report.json", json.dumps(report, indent=1))
+        except BaseException:
+            publication.recover()  # a failed build publishes nothing and leaves no staging behind
+            raise
+        publication.commit()
+        state.store.prune_others()  # the samples of earlier configurations go once this atlas is published
     _summary(state, skipped)
     return state
 
@@ -167,7 +184,11 @@ def _summary(state: BuildState, skipped) -> None:
         parts.append(f"{name} fidelity {value:.3f}")
     print("quality: " + "; ".join(parts))
     if skipped:
-        print(f"skipped {len(skipped)} images that could not be decoded (listed in {state.out / 'report.json'})")
+        print(f"skipped {len(skipped)} images that could not be used (listed in {state.out / 'report.json'})")
+    unread = getattr(state.source, "unreadable", [])
+    if unread:
+        print(f"skipped {len(unread)} folders that could not be read ({unread[0][0]}: {unread[0][1]}; listed in "
+              f"{state.out / 'report.json'})")
     print("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in state.timings.items()) +
           f"; total {sum(state.timings.values()):.1f}s")
     print(f"atlas written to {state.out.resolve()} (atlas.png, index.html, atlas.json)")

@@ -174,7 +174,6 @@ class CollectStage(Stage):
             raise UsageError(f"the {c.executor} executor left chunks {store.missing_chunks()[:5]} uncollected: rerun "
                              "atlas build to collect them")
         store.consolidate()
-        store.prune_others()
         if len(store) == 0:
             raise UsageError("no image could be decoded: nothing to atlas (see report.json)")
 
@@ -198,6 +197,17 @@ class CollectStage(Stage):
                     skipped.append([i, source.names[i], str(exc)])
             if batch:
                 out = model.activations(np.stack(batch), wanted)
+                finite = np.isfinite(out[c.layer].reshape(len(ids), -1)).all(axis=1)
+                if not finite.all():  # a sample that is NaN or inf would break every reducer: skip its image
+                    for i in np.asarray(ids)[~finite]:
+                        skipped.append([int(i), source.names[i], "the model's activations for this image are not "
+                                        "finite (NaN or infinite)"])
+                    ids = [i for i, ok in zip(ids, finite) if ok]
+                    out = {name: v[finite] for name, v in out.items()}
+                    if not ids:
+                        if progress:
+                            progress(min(end, b0 + c.batch_size) - b0)
+                        continue
                 a = out[c.layer]
                 ys = xs = None
                 if a.ndim == 2 or c.pool:

@@ -22,5 +22,5 @@ class ExportStage(Stage):
         self.exporters = sorted(made, key=lambda e: (e.order, e.name))
 
     def run(self, state: BuildState) -> None:
-        for exporter in self.exporters:
-            state.written += list(exporter.export(state, state.out) or [])
+        for exporter in self.exporters:  # into the staging folder: the build publishes it when all is written
+            state.written += list(exporter.export(state, state.staging) or [])

@@ -114,6 +114,13 @@ class GridStage(Stage):
 
     name = "grid"
 
+    def prepare(self, state: BuildState) -> None:
+        """Refuse grids that even the most samples the images can give would not fill, before any work."""
+        c = state.config
+        per_image = 1 if c.pool or (state.layer.shape is not None and len(state.layer.shape) == 1) \
+            else c.samples_per_image
+        choose_grids(c.levels, len(state.source) * per_image)
+
     def run(self, state: BuildState) -> None:
         c = state.config
         acts = state.store.activations()

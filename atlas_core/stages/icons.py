@@ -1,7 +1,8 @@
 """Icons: every chosen renderer draws one icon per cell of every level; each icon's fidelity is measured.
 
-A level's icons of one renderer (``icons/<renderer>/<grid>/``, with ``fidelity.json``) are reused while the
-level, the renderer's options, the icon size, the seed and the model are the same.
+A level's icons of one renderer (``icons/<renderer>/<grid>/``, with ``fidelity.json`` and the ``.key`` of what
+made them) are reused while the level, the renderer's options, the icon size, the seed and the model are the
+same: the published folder is linked into the staging folder; otherwise the icons are drawn there.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ class IconsStage(Stage):
             for level in state.levels:
                 rel = f"icons/{name}/{level.grid}"
                 k = key("icons", level.key, name, options, c.icon_size, c.seed, model.identity, c.layer)
-                if state.reuse.fresh(rel, k) and self._reuse(state, level, name, rel):
+                if self._reuse(state, level, name, rel, k):
+                    state.publication.reuse(rel)
                     bar.update(len(level.cells))
                 else:
-                    folder = state.reuse.fresh_folder(rel, k)
+                    folder = state.staging / rel
+                    folder.mkdir(parents=True, exist_ok=True)
                     request = IconRequest(model=model, layer=c.layer, directions=level.directions,
                                           members=[cell.members for cell in level.cells], store=state.store,
                                           images=state.source, icon_size=c.icon_size, seed=c.seed, moment=moment,
@@ -78,14 +81,18 @@ class IconsStage(Stage):
                         cell.fidelity[name] = float(f)
                     atomic_write_text(folder / "fidelity.json", json.dumps(
                         {f"{cell.i}_{cell.j}": cell.fidelity[name] for cell in level.cells}))
-                    state.reuse.record(rel, k)
+                    atomic_write_text(folder / ".key", k)
                 scores.extend(cell.fidelity[name] for cell in level.cells)
             bar.close()
             state.log(f"icons:{name}: median fidelity {np.median(scores):.3f} over {len(scores)} cells")
 
     @staticmethod
-    def _reuse(state: BuildState, level, name: str, rel: str) -> bool:
+    def _reuse(state: BuildState, level, name: str, rel: str, k: str) -> bool:
+        """True (and the cells given their icons and fidelity) if the published icons of ``rel`` were made for
+        key ``k`` and are all there."""
         try:
+            if (state.out / rel / ".key").read_text() != k:
+                return False
             fid = json.loads((state.out / rel / "fidelity.json").read_text())
         except (OSError, ValueError):
             return False

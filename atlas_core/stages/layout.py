@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..progress import Progress
-from ..store import atomic_write
 from ..types import UsageError
 from .reuse import key
 from .state import Stage
@@ -38,7 +37,8 @@ def reduce(registry, name: str, acts: np.ndarray, seed: int, params: dict, n_com
 
 class LayoutStage(Stage):
     """Fits the reducer on the samples (``layout.raw.npy``, reused while the samples, the reducer and its
-    parameters and the seed are the same) and normalizes the result (``layout.npy``)."""
+    parameters and the seed are the same) and normalizes the result (``state.layout``; the manifest writes it as
+    ``layout.npy``)."""
 
     name = "layout"
 
@@ -48,15 +48,20 @@ class LayoutStage(Stage):
         state.keys["layout"] = k
         acts = state.store.activations()
 
+        marker = state.out / ".layout-fitting"
+
         def fit():
+            if marker.exists():
+                state.log(f"note: the last {c.reducer} fit was interrupted; a fit cannot resume, so it starts over")
+            marker.touch()
             bar = Progress("reduce", 1, quiet=c.quiet)
             xy = reduce(state.registry, c.reducer, acts, c.seed, c.reducer_params)
             bar.update(1)
             bar.close()
+            marker.unlink(missing_ok=True)
             return xy
 
         raw, reused = state.reuse.array("layout.raw.npy", k, fit)
         if reused:
             state.log(f"layout: reusing {c.reducer} layout of {len(raw)} samples")
         state.layout = normalize(raw)
-        atomic_write(state.out / "layout.npy", lambda f: np.save(f, state.layout))

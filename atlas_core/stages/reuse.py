@@ -1,17 +1,18 @@
 """The one reuse policy of a build.
 
-An artifact (a file or a folder in the atlas folder) is reused if and only if the key recorded with it equals
-the key of the inputs that would make it now. A stage's key hashes its own settings and the keys of the
-artifacts it reads, so a change anywhere upstream reaches every stage below it. Keys are recorded in
-``<atlas>/keys/`` after the artifact is complete and are removed before it is rewritten, so a run killed in
-between leaves an artifact without a key: it is made again. The samples store follows the same rule with its
-key as its folder name (``store/<key>/``) and reuses complete chunks within it.
+An artifact is reused if and only if the key recorded with it equals the key of the inputs that would make it
+now. A stage's key hashes its own settings and the keys of the artifacts it reads, so a change anywhere upstream
+reaches every stage below it. Caches (``layout.raw.npy``, ``receptive_field.json``) have their keys in
+``<atlas>/keys/``, recorded after the artifact is complete and removed before it is rewritten, so a run killed in
+between leaves an artifact without a key: it is made again. Published folders carry their key inside (a level's
+icons: ``icons/<renderer>/<grid>/.key``; thumbnails: ``thumbs/.key``), so key and content are published
+together. The samples store follows the same rule with its key as its folder name (``store/<key>/``) and reuses
+complete chunks within it.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -50,15 +51,6 @@ class Reuse:
     def record(self, rel: str, key: str) -> None:
         self.keys.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self._key_path(rel), key)
-
-    def fresh_folder(self, rel: str, key: str) -> Path:
-        """Folder ``rel``, emptied unless it is fresh for ``key``; its key is dropped until :meth:`record`."""
-        folder = self.out / rel
-        if not self.fresh(rel, key):
-            self.forget(rel)
-            shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
 
     def array(self, rel: str, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
         """The .npy artifact ``rel``: reused if fresh, else computed, written and recorded. Returns

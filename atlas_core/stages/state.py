@@ -115,6 +115,7 @@ class BuildState:
     log: Log
     ground_truth: Optional[list] = None
     origin: dict = field(default_factory=dict)        # how to open the model and the images again (paths, options)
+    publication: Any = None                           # the staging folder and its commit (stages/publish.py)
     extra: dict = field(default_factory=dict)         # more fields for atlas.json (a derived atlas's class, axis)
     timings: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)          # artifact -> reuse key
@@ -141,6 +142,11 @@ class BuildState:
     quality: dict = field(default_factory=dict)
     manifest: Optional[dict] = None
     written: list = field(default_factory=list)
+
+    @property
+    def staging(self) -> Path:
+        """Where this build writes what the atlas shows, until the commit moves it into ``out``."""
+        return self.publication.next
 
     @property
     def default_level(self) -> int:

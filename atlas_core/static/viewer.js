@@ -107,14 +107,9 @@
   var finest = levels[levels.length - 1].grid;
   map.setMaxZoom(Math.ceil(Math.log2(4 * MIN_CELL_PX * finest / WORLD) * 2) / 2);
   map.setMaxBounds(bounds.pad(0.25));
-  map.fitBounds(bounds);
+  // the first view shows the whole atlas, every row of it, at the finest level that fits
+  map.fitBounds(bounds, { padding: [6, 6], animate: false });
   map.setMinZoom(map.getZoom() - 1);
-  var defaultLevel = Math.min(Math.max(D.meta.default_level || 0, 0), levels.length - 1);
-  if (defaultLevel > levelFor(map.getZoom())) {  // zoom in until the default level shows
-    var z = map.getZoom();
-    while (levelFor(z) < defaultLevel && z < map.getMaxZoom()) z += 0.5;
-    map.setZoom(z, { animate: false });
-  }
 
   // The cells of a 256 px tile: those whose top-left corner lies in it, each called with its box's position.
   function eachCell(coords, fn) {

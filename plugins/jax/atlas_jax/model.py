@@ -345,14 +345,17 @@ def _proto_identity(proto) -> str:
 
 
 def _file_identity(path: Path) -> str:
-    """A hash of the model file and the external-data files it names."""
+    """A hash of the model file and the external-data files it names, each checked to lie inside the model's
+    folder before anything reads it."""
     import onnx
+    from atlas_core.models import external_data_file
     light = onnx.load(str(path), load_external_data=False)
     files = set()
     for init in light.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
-            location = {e.key: e.value for e in init.external_data}.get("location", "")
-            files.add(path.parent / location)
+            info = {e.key: e.value for e in init.external_data}
+            files.add(external_data_file(path.parent, info.get("location", ""), info.get("offset", "0"),
+                                         info.get("length", "0"), init.name))
     return content_hash([path] + sorted(files), extra="onnx")
 
 
@@ -374,6 +377,8 @@ class OnnxJaxModel(_Model):
             try:
                 self.identity = _file_identity(path)
                 proto = onnx.load(str(path))
+            except UsageError:
+                raise
             except Exception as exc:
                 raise UsageError(f"cannot read ONNX model {path}: {type(exc).__name__}: {exc}") from None
             self.name = path.name

@@ -72,29 +72,13 @@ def all_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
 
 
 def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
-    """Refuse external-data locations outside the model's folder; name any missing or short file."""
-    root = os.path.realpath(folder)
-    sizes: dict[str, int] = {}
+    """Refuse external-data locations outside the model's folder, damaged entries, missing or short files."""
+    from atlas_core.models import external_data_file
     for tensor in all_tensors(model.graph):
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
-        # symbolic links are followed, as onnxruntime does: the real file must be inside the folder
-        target = os.path.realpath(os.path.join(root, location))
-        if (not location or os.path.isabs(location) or os.path.splitdrive(location)[0]
-                or os.path.commonpath([root, target]) != root or target == root):
-            raise UsageError(f"refusing external data location {location!r} of tensor {tensor.name!r}: "
-                             "it must be a file inside the model's folder (path traversal)")
-        if target not in sizes:
-            if not os.path.isfile(target):
-                raise UsageError(f"external data file {location!r} (weights of tensor {tensor.name!r}) is missing: "
-                                 f"put it next to the model in {root}")
-            sizes[target] = os.path.getsize(target)
-        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
-        if end > sizes[target]:
-            raise UsageError(f"external data file {location!r} is shorter ({sizes[target]} bytes) than tensor "
-                             f"{tensor.name!r} needs ({end} bytes): the file is truncated or from another export")
+        if tensor.data_location == TensorProto.EXTERNAL:
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            external_data_file(folder, info.get("location", ""), info.get("offset", "0"), info.get("length", "0"),
+                               tensor.name)
 
 
 def external_files(model: onnx.ModelProto, folder: Path) -> list:
@@ -143,12 +127,17 @@ def real_inputs(graph: onnx.GraphProto) -> list:
     return [i for i in graph.input if i.name not in inits]
 
 
+MAX_DIM = 1 << 16  # a declared dimension above this (int64's max, say) means "any", as do 0 and negatives
+
+
 def dims_of(value_info: onnx.ValueInfoProto, symbols: bool = False) -> Optional[tuple]:
+    """The declared dimensions: ints, or None where open (a name, -1, 0, a negative or absurd value; some
+    exporters write -1 or int64's maximum for "any size")."""
     ttype = value_info.type.tensor_type
     if not ttype.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) if symbols else None
-                 for d in ttype.shape.dim)
+    return tuple(d.dim_value if d.HasField("dim_value") and 0 < d.dim_value <= MAX_DIM else
+                 (d.dim_param or None) if symbols else None for d in ttype.shape.dim)
 
 
 def subgraph_inputs(node: onnx.NodeProto) -> set:

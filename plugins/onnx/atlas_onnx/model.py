@@ -63,6 +63,7 @@ class OnnxModel:
         self._batch_dims: Optional[dict] = None
         self._provider: Optional[str] = None
         self._full: Optional[onnx.ModelProto] = None
+        self._probe_error: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, input={self.input_spec}, provider={self._provider})"
@@ -318,7 +319,13 @@ class OnnxModel:
         fetch = [_copy_name(n) if n in key[1] else n for n in key[0]]
         fixed = self.input_spec.batch
         if fixed is None:
-            return self._session(key, keep=keep).run(fetch, {self.input_name: x})
+            session = self._session(key, keep=keep)
+            try:
+                return session.run(fetch, {self.input_name: x})
+            except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                    ort.capi.onnxruntime_pybind11_state.RuntimeException) as exc:
+                raise UsageError(f"onnxruntime could not run {self.name} on images of {x.shape[1:]}: "
+                                 f"{_first_line(exc)}") from None
         if len(x) == fixed:
             return self._run_fixed(key, x, keep)
         if self._rebatch_ok.get(key) is not False and self._may_rebatch(key):
@@ -394,7 +401,8 @@ class OnnxModel:
         x = self.prepare(np.full((1, h, w, 3 if spec.channels == 3 else 1), 0.5, np.float32))
         try:
             values = self._session((tuple(names), ()), keep=False).run(names, {self.input_name: x})
-        except Exception:
+        except Exception as exc:
+            self._probe_error = _first_line(exc)
             return  # these tensors stay unlisted; the rest of the graph still works
         for name, value in zip(names, values):
             t = self._info.tensors[name]
@@ -411,6 +419,16 @@ class OnnxModel:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for marker in ("Status Message: ", "] : ", ": "):  # onnxruntime's messages put the reason last
+        if marker in text and marker != ": ":
+            text = text.split(marker)[-1]
+            break
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:300]
+
+
 def _tappable(t: g.Tensor) -> bool:
     return (t.depends and t.elem_type in g.FLOAT_TYPES and t.dims is not None
             and len(t.dims) in (2, 3, 4) and t.dims[0] == 1)

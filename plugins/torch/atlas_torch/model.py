@@ -103,6 +103,11 @@ class TorchModel:
         self.dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
         h, w = parse_size(size) if size is not None else (DEFAULT_SIZE, DEFAULT_SIZE)
         self.size_given = size is not None
+        if mean is None and std is None and scale is None:
+            print(f"atlas: note: {self.name} sees pixels in [0, 1] at {h} x {w}, unnormalized (no --preset, --mean, "
+                  "--std or --scale); ImageNet models want --preset imagenet", file=sys.stderr)
+        elif size is None:
+            print(f"atlas: note: {self.name} gets {h} x {w} images (no --size given)", file=sys.stderr)
         self.input_spec = InputSpec(
             layout=layout or "NCHW", channels=3, height=h, width=w,
             mean=tuple(mean) if mean is not None else (0.0, 0.0, 0.0),
