@@ -394,6 +394,22 @@
     $("renderer").addEventListener("change", function () { state.renderer = +this.value; layer.redraw(); });
   }
 
+  // a link to a cell: index.html#cell=GRID:I,J (from an activation grid's page) zooms to it and pins it
+  function openHashCell() {
+    var m = /^#cell=(\d+):(\d+),(\d+)$/.exec(window.location.hash || "");
+    if (!m) return;
+    var grid = +m[1], i = +m[2], j = +m[3], k = -1;
+    levels.forEach(function (lv, n) { if (lv.grid === grid) k = n; });
+    if (k < 0) return;
+    var z = map.getZoom();
+    while (levelFor(z) < k && z < map.getMaxZoom()) z += 0.5;
+    var s = WORLD / grid, centre = L.latLng(-(j + 0.5) * s, (i + 0.5) * s);
+    map.setView(centre, z, { animate: false });
+    showLevel();
+    pin(centre);
+  }
+  window.addEventListener("hashchange", openHashCell);
+
   var title = [D.meta.model, D.meta.layer].filter(Boolean).join(" \u00b7 ");
   var kind = D.meta.class ? "Class atlas of " + D.meta.class.name : D.meta.axis && D.meta.axis.x ?
     "Comparison of " + D.meta.axis.x.left + " and " + D.meta.axis.x.right : "Activation atlas";
@@ -401,5 +417,6 @@
   document.title = $("title").textContent;
   root.dataset.levels = levels.length;
   showLevel();
+  openHashCell();
   window.atlasViewer = { map: map, levels: levels, levelFor: levelFor, state: state };
 })();

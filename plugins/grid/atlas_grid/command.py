@@ -24,6 +24,8 @@ class GridCommand:
         p.add_argument("--size-mode", choices=["area", "opacity"], default="area",
                        help="an icon's area (default) or opacity follows the activation's magnitude")
         p.add_argument("--no-flow", action="store_true", help="skip the layer-to-layer attribution")
+        p.add_argument("--no-attribution", action="store_true",
+                       help="skip everything that needs gradients (class maps and flows)")
         p.add_argument("--icon-size", type=int, default=48, help="icon pixels per position in the PNGs (default 48)")
         p.add_argument("--quiet", action="store_true")
         add_model_arguments(p)
@@ -40,6 +42,7 @@ class GridCommand:
         layers = [s.strip() for s in args.layers.split(",") if s.strip()]
         grid(args.model, args.image, layers, args.out, atlases=atlases, icons=args.icons, images=args.images,
              class_name=args.class_name, n_groups=args.groups, size_mode=args.size_mode, flows=not args.no_flow,
-             icon_size=args.icon_size, atlas_level=args.atlas_level, backend=args.backend,
+             icon_size=args.icon_size, atlas_level=args.atlas_level, attribution=not args.no_attribution,
+             backend=args.backend,
              input_options=input_options(args), quiet=args.quiet)
         return 0

@@ -58,13 +58,14 @@ def _layers(model, names: Sequence[str]) -> list:
 def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = None, icons: Optional[str] = None,
          images=None, class_name=None, n_groups: int = 6, size_mode: str = "area", flows: bool = True,
          icon_size: int = 48, atlas_level: Optional[int] = None, relax_maxpool: bool = True, seed: int = 0,
+         attribution: bool = True,
          backend: Optional[str] = None, input_options: Optional[dict] = None, quiet: bool = False) -> dict:
     """Activation grids of ``image`` at ``layers`` into folder ``out``; returns what grid.json holds.
 
     ``atlases`` maps a layer to a built atlas folder of it (``icons="atlas"``, the default when given);
     ``icons="exemplar"`` takes patches from those atlases' samples or from ``images``. ``class_name`` (default:
-    the image's top class) is the class of the attribution maps. ``size_mode`` is ``area`` (an icon's area
-    follows ‖h‖) or ``opacity``.
+    the image's top class) is the class of the attribution maps; ``attribution=False`` skips the maps and the
+    flows (the parts that need gradients). ``size_mode`` is ``area`` (an icon's area follows ‖h‖) or ``opacity``.
     """
     from atlas_core.models import as_model
     t0 = time.perf_counter()
@@ -104,6 +105,13 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
                            "top": [[names[k], round(float(p[k]), 5)] for k in np.argsort(-p)[:5]]}
     grads = gradients(m)
     notes = []
+    timings: dict = {}
+    clock = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        timings[name] = round(timings.get(name, 0.0) + now - clock[0], 3)
+        clock[0] = now
     if grads is None:
         notes.append("no gradients for this model (pip install ./plugins/jax): no attribution maps or flows")
     out = Path(out)
@@ -113,16 +121,19 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
     for k, layer in enumerate(chosen):
         a = acts[layer.name][0]
         h, w, ch = a.shape
+        lap("activations")
         entry = {"name": layer.name, "op_type": layer.op_type, "height": h, "width": w, "channels": ch,
                  "magnitude": compute.magnitude(a).round(5).tolist()}
-        if grads is not None and c is not None:
+        if attribution and grads is not None and c is not None:
             reason = grads.supports(layer.name, [output])
             if reason is None:
                 cmap = compute.class_map(grads, layer.name, output, a, c, len(names), relax_maxpool)
                 entry["class_attribution"] = {"class": names[c], "index": c, "map": cmap.round(6).tolist()}
             else:
                 notes.append(f"{layer.name}: no class attribution ({reason})")
+        lap("class_maps")
         maps, directions = compute.groups(a, n_groups, seed)
+        lap("groups")
         entry["groups"] = [{"map": g.round(5).tolist()} for g in maps]
         source = _icon_source(icons, m, layer.name, atlases, images, atlas_level, icon_size)
         chooser = source if source is not None else None
@@ -155,12 +166,14 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
                 group_files.append(rel)
             for g, rel in enumerate(group_files):
                 entry["groups"][g]["icon"] = rel
+        lap("icons")
         rel = f"grid-{k}-{_safe(layer.name)}.png"
         shot = layer_picture(out, entry, size_mode, icon_size)
         atomic_write(out / rel, lambda f: shot.save(f, format="PNG"))
         entry["picture"] = rel
         result["layers"].append(entry)
-    if flows and grads is not None:
+        lap("pictures")
+    if flows and attribution and grads is not None:
         for k in range(len(chosen) - 1):
             early, late = chosen[k].name, chosen[k + 1].name
             reason = grads.supports(early, [late])
@@ -172,10 +185,14 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
             atomic_write(out / rel, lambda f, mtx=matrix: np.save(f, mtx.astype(np.float16)))
             result["layers"][k + 1]["flow_from_previous"] = {"layer": early, "file": rel,
                                                              "shape": list(matrix.shape)}
+    lap("flows")
     result["notes"] = notes
     result["seconds"] = round(time.perf_counter() - t0, 2)
-    atomic_write_text(out / "grid.json", json.dumps(result))
+    result["timings"] = timings
     write_page(out, result, _flow_data(out, result))
+    lap("page")
+    result["timings"] = timings
+    atomic_write_text(out / "grid.json", json.dumps(result))
     if not quiet:
         for note in notes:
             print(f"note: {note}")

@@ -150,3 +150,22 @@ def test_page_hover_shows_the_value_and_markup_stays_text(built, atlas_open_page
     shown = page.text_content("#info")
     assert f"{result['layers'][1]['magnitude'][9][5]:.4f}" in shown
     assert not page.errors and not page.dialogs and not page.remote, (page.errors, page.dialogs, page.remote)
+
+
+@pytest.mark.browser
+def test_a_click_opens_the_positions_atlas_cell(model, photo, mid_atlas, tmp_path, atlas_open_page):
+    result = grid(model, photo, [MID], tmp_path / "g", atlases={MID: mid_atlas}, flows=False, quiet=True)
+    entry = result["layers"][0]
+    i, j = entry["atlas"]["cells"][entry["cell"][3][4]]
+    page = atlas_open_page((tmp_path / "g" / "index.html").resolve().as_uri(), size=(1300, 800))
+    page.wait_for_selector("html[data-ready]", timeout=15000)
+    box = page.query_selector(".layer").bounding_box()
+    page.mouse.move(box["x"] + 4 * 300 / 14 + 4, box["y"] + 3 * 300 / 14 + 4)
+    page.wait_for_function("document.documentElement.dataset.hover === 'add_530:3,4'")
+    page.mouse.click(box["x"] + 4 * 300 / 14 + 4, box["y"] + 3 * 300 / 14 + 4)
+    page.wait_for_selector("html[data-ready]", timeout=15000)
+    assert page.url.endswith(f"index.html#cell={entry['atlas']['grid']}:{i},{j}")
+    page.wait_for_function("window.atlasViewer && atlasViewer.state.pinned")
+    pinned = page.evaluate("[atlasViewer.state.pinned.grid, atlasViewer.state.pinned.cell[0], "
+                           "atlasViewer.state.pinned.cell[1]]")
+    assert pinned == [entry["atlas"]["grid"], i, j] and not page.errors, page.errors
