@@ -305,3 +305,19 @@ def test_first_view_shows_every_row_of_the_atlas(page):
             return r.top >= m.top - 1 && r.bottom <= m.bottom + 1 && r.left >= m.left - 1 && r.right <= m.right + 1; });
     }""")
     assert inside
+
+
+def test_the_panel_forgets_a_cell_of_another_level_after_a_zoom(page):
+    """Hover a cell, zoom with the keyboard until the level changes: the panel no longer shows the old cell."""
+    found = _hover_cell(page, "true")
+    assert page.text_content("#info h2")
+    start = int(page.attr("level"))
+    page.locator("#map").focus()
+    for _ in range(8):
+        page.keyboard.press("+")
+        page.wait_for_timeout(300)
+        if int(page.attr("level")) != start:
+            break
+    assert int(page.attr("level")) != start
+    assert page.query_selector("#info h2") is None and "Hover or click" in page.text_content("#info")
+    assert found and page.errors == []
