@@ -125,7 +125,7 @@ def small_disk(tmp_path):
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)  # lazy: open memory maps may still point in
 
 
 def _fill(disk: Path, leave: int) -> None:
