@@ -32,7 +32,7 @@ def lfw_atlas(model_path, tmp_path_factory):
     source, labels = atlas_demo.lfw()
     out = tmp_path_factory.mktemp("lfw-atlas")
     return atlas_core.build(model_path, source, LAYER, out, reducer="pca", labels=labels, levels=(5, 10),
-                            pool=True, quiet=True), labels
+                            pool=True, attribution=False, quiet=True), labels
 
 
 @pytest.fixture(scope="session")

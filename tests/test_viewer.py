@@ -283,7 +283,7 @@ def test_viewer_on_a_built_atlas(open_page, tmp_path):
     else:
         pytest.skip("no model backend plugin installed")
     atlas_core.build(model, ArraySource(images, names=names), layer, tmp_path / "a", reducer="pca", labels=labels,
-                     levels=(3, 6), min_count=2, samples_per_image=2, quiet=True)
+                     levels=(3, 6), min_count=2, samples_per_image=2, attribution=False, quiet=True)
     p = open_page((tmp_path / "a" / "index.html").as_uri())
     p.wait_for_selector("html[data-ready]", timeout=15000)
     assert p.evaluate("[...document.querySelectorAll('.cell img')].filter(i => i.naturalWidth > 0).length") >= 3
