@@ -88,11 +88,12 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
             "images": {str(i): names[i] for i in sorted(used_images) if 0 <= i < len(names)}}
 
 
-def _script(data: dict) -> str:
-    """`window.ATLAS_DATA = {...};` with every <, > and & escaped, so the text is safe inline in HTML too."""
+def data_script(data: dict, name: str = "ATLAS_DATA") -> str:
+    """`window.NAME = {...};` with every <, > and & escaped, so the text is safe inline in HTML too (data for a
+    page that opens from file://, where browsers refuse fetch())."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return f"window.ATLAS_DATA = {text};\n"
+    return f"window.{name} = {text};\n"
 
 
 def write_viewer(out_dir: Union[str, Path]) -> Path:
@@ -102,7 +103,7 @@ def write_viewer(out_dir: Union[str, Path]) -> Path:
     for name in ASSETS:
         target = out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt")
         atomic_write(target, lambda f, src=STATIC / name: f.write(src.read_bytes()))
-    atomic_write_text(out / "viewer" / "atlas-data.js", _script(viewer_data(out)))
+    atomic_write_text(out / "viewer" / "atlas-data.js", data_script(viewer_data(out)))
     page = out / "index.html"
     atomic_write(page, lambda f: f.write((STATIC / "index.html").read_bytes()))
     return page
@@ -155,7 +156,7 @@ def standalone_html(out_dir: Union[str, Path], max_mb: float = 16) -> str:
 
     def asset(name: str) -> str:
         if name == "atlas-data.js":
-            return _script(data)
+            return data_script(data)
         return (STATIC / ("leaflet/" + name if name.startswith("leaflet") else name)).read_text(encoding="utf-8")
 
     page = (STATIC / "index.html").read_text(encoding="utf-8")

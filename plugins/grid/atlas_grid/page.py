@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from atlas_core.exporters.viewer import data_script
 from atlas_core.store import atomic_write, atomic_write_text
 
 STATIC = Path(__file__).parent / "static"
-
-
-def _script(data: dict) -> str:
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return f"window.GRID_DATA = {text};\n"
 
 
 def write_page(out: Path, result: dict, flows: dict) -> Path:
@@ -32,6 +26,6 @@ def write_page(out: Path, result: dict, flows: dict) -> Path:
                 import os
                 atlas = dict(atlas, href=os.path.relpath(atlas["dir"], out.resolve()))
             entry["atlas"] = atlas
-    atomic_write_text(out / "grid" / "grid-data.js", _script(data))
+    atomic_write_text(out / "grid" / "grid-data.js", data_script(data, "GRID_DATA"))
     atomic_write(out / "index.html", lambda f: f.write((STATIC / "index.html").read_bytes()))
     return out / "index.html"
