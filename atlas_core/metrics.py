@@ -26,27 +26,79 @@ def centre_vector(act: np.ndarray) -> np.ndarray:
     return act
 
 
-def icon_fidelity(model, layer: str, icons: Sequence, directions: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Cosine between each cell's direction and what its icon produces at the layer's centre.
+EXTENT = "extent"  # an icon's ``info`` key: (height, width) of input pixels it stands for
 
-    Each icon (PIL image or float HWC array in [0, 1]) is resized to the model's
-    input size and run through the model; the layer's activation at the centre
-    position is compared with the direction.
+
+def neutral_colour(spec) -> np.ndarray:
+    """The canonical colour the model sees as zero (its mean, ``mean / scale``), where that is a colour in
+    [0, 1] other than black; mid grey otherwise (a model that takes raw pixels)."""
+    mean = np.asarray(spec.mean, dtype=np.float64) / float(spec.scale or 1.0)
+    if np.any(mean > 0) and np.all((mean >= 0) & (mean <= 1)):
+        return mean.astype(np.float32)
+    return np.full(len(mean), 0.5, np.float32)
+
+
+def icon_fidelity(model, layer: str, icons: Sequence, directions: np.ndarray, batch_size: int = 32,
+                  receptive_field: Optional[dict] = None) -> np.ndarray:
+    """Cosine between each cell's direction and what its icon produces at the layer's centre position.
+
+    Each icon is measured at the scale it stands for. An icon stands for ``icon.info["extent"]`` input
+    pixels (a renderer may say so; featureviz does), else for the layer's ``receptive_field`` (an exemplar
+    is that patch of its image), else for the whole input. At the whole input's size it is resized to the
+    model's input; at a smaller extent it is resized to that extent and placed, on a canvas of the model's
+    neutral colour (its mean: zero after normalization), where the centre position looks: centred on
+    ((h // 2 + 0.5) * stride, (w // 2 + 0.5) * stride), as exemplar patches are cut. So every renderer is
+    measured the same way, by what the layer sees of the icon alone at its own scale.
     """
     size = model.input_spec.size
     arrays = [np.asarray(icon, dtype=np.float32) / (255.0 if not isinstance(icon, np.ndarray) else 1.0)
               for icon in icons]
-    if size is None:
-        size = arrays[0].shape[:2] if arrays else None
-    out = []
-    for start in range(0, len(arrays), batch_size):
-        batch = np.stack([resize(a[..., :3], size) for a in arrays[start:start + batch_size]])
-        act = model.activations(batch, [layer])[layer]
-        out.append(centre_vector(act))
-    if not out:
+    if not arrays:
         return np.zeros(0, dtype=np.float32)
+    if size is None:
+        size = arrays[0].shape[:2]
+    size = (int(size[0]), int(size[1]))
+    extents = []
+    for icon in icons:
+        info = getattr(icon, "info", None) or {}
+        extent = info.get(EXTENT) or (receptive_field or {}).get("size") or size
+        extent = (min(int(round(float(extent[0]))), size[0]), min(int(round(float(extent[1]))), size[1]))
+        extents.append(extent)
+    centre = None
+    if any(e != size for e in extents):
+        centre = _centre_pixel(model, layer, size)
+        background = neutral_colour(model.input_spec)
+    views = []
+    for a, extent in zip(arrays, extents):
+        a = a[..., :3] if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1)
+        if extent == size:
+            views.append(resize(a, size))
+            continue
+        canvas = np.empty(size + (3,), np.float32)
+        canvas[:] = background if len(background) == 3 else background[:1]
+        patch = resize(a, extent)
+        y0, x0 = int(round(centre[0] - extent[0] / 2)), int(round(centre[1] - extent[1] / 2))
+        ys, xs = slice(max(y0, 0), min(y0 + extent[0], size[0])), slice(max(x0, 0), min(x0 + extent[1], size[1]))
+        canvas[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        views.append(canvas)
+    out = []
+    for start in range(0, len(views), batch_size):
+        act = model.activations(np.stack(views[start:start + batch_size]), [layer])[layer]
+        out.append(centre_vector(act))
     produced = np.concatenate(out)
     return np.sum(_unit(produced) * _unit(directions), axis=1).astype(np.float32)
+
+
+def _centre_pixel(model, layer: str, size: tuple) -> tuple:
+    """Where in the input the layer's centre position looks: ((h // 2 + 0.5) * H / h, ...)."""
+    shape = next((lyr.shape for lyr in model.layers() if lyr.name == layer), None)
+    if shape is None or len(shape) != 3 or None in shape:
+        probe = model.activations(np.full((1,) + size + (3,), 0.5, np.float32), [layer])[layer]
+        shape = probe.shape[1:]
+    if len(shape) != 3:
+        return (size[0] / 2, size[1] / 2)
+    h, w = shape[0], shape[1]
+    return ((h // 2 + 0.5) * size[0] / h, (w // 2 + 0.5) * size[1] / w)
 
 
 def trustworthiness(X: np.ndarray, Y: np.ndarray, k: int = 10, max_samples: int = 1000, seed: int = 0) -> float:

@@ -1,18 +1,24 @@
-"""Seconds per feature-visualization icon: the batched JAX renderer against the per-icon loop of the
-PyTorch port of the reference (torch-lucent style: one icon at a time, torch autograd).
+"""Seconds per feature-visualization icon and fidelity: the batched JAX renderer at its defaults against the
+per-icon loop of the PyTorch port of the reference (torch-lucent style: one icon at a time, torch
+autograd), at the same steps, icon size, recipe and model, in one run.
 
-Both sides do the same work per icon and step: EfficientNet-Lite0 (real weights) up to the same
-layer, an FFT-parameterized, colour-decorrelated icon of the same size, the reference's random
-scale/rotation/jitter (jitters in the model's pixels), the icon resized to the model's 224x224 input,
-the renderer's default dot x cossim^p objective at the centre position, Adam at 0.05. Torch runs two ways:
+Both sides do the same work per icon and step: EfficientNet-Lite0 (real weights) up to block 10
+(``add_530``, the demo's layer), an FFT-parameterized (spectrum decay as the renderer's), colour-
+decorrelated, sigmoid icon of the same size, the reference's transforms (pad 2 white, the jitters as a
+crop of a window of the icon, random scale and rotation from its lists), the model on that window at the
+icon's own scale, dot x cossim^p at the centre position, Adam. Torch runs two ways:
 
-- ``lucent``: as torch-lucent's render_vis does it: the whole model runs forward and a hook reads
-  the layer, and the model's parameters keep requires_grad (lucent does not freeze them);
+- ``lucent``: as torch-lucent's render_vis does it: the whole model runs forward and a hook reads the
+  layer, and the model's parameters keep requires_grad (lucent does not freeze them);
 - ``lean``: parameters frozen and the forward pass stopped at the layer (a stronger baseline).
 
-The machine is shared, so the three are interleaved and the report gives medians and ratios.
+The directions are the cells of the demo atlas's 10x10 level (its samples, built with ``atlas demo``, or
+the demo photos' activations binned the same way when there is no atlas), so JAX renders a level as
+``atlas build`` does; torch renders the first ``--torch-icons`` of them. Fidelity is the pipeline's
+(``atlas_core.metrics.icon_fidelity``: each icon at the extent it stands for). With ``--old``, the renderer's
+former way (``view=input``: the icon resized to 224 px) is timed too, at a few steps.
 
-    python benchmarks/bench_featureviz.py --steps 32 --icons 8 --reps 3
+    python benchmarks/bench_featureviz.py --atlas demo-atlas --json featureviz.json
 """
 
 from __future__ import annotations
@@ -23,18 +29,31 @@ import math
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
-LAYER_ONNX = "add_530"  # output of block 10 (14x14x112) in the dynamo export
+LAYER_ONNX = "add_530"  # output of block 10 (14x14x112 at 224 px) in the dynamo export
 BLOCK = 10
 
 
-def directions_and_moment(model, n: int, seed: int = 0):
+def level_directions(atlas, grid: int):
+    """The level's cell directions and the samples' moment, from a built atlas."""
+    import atlas_core
+    root = Path(atlas)
+    meta = json.loads((root / "atlas.json").read_text())
+    level = next(lv for lv in meta["levels"] if lv["grid"] == grid)
+    acts = np.asarray(atlas_core.load(root).store().activations(), dtype=np.float64)
+    directions = np.load(root / level["directions"])[[c["direction"] for c in level["cells"]]]
+    return directions.astype(np.float32), (acts.T @ acts / len(acts)).astype(np.float32)
+
+
+def photo_directions(model, n: int, seed: int = 0):
+    """Without an atlas: means of 8 random inner positions of the demo photos' activations."""
     import atlas_demo
     src = atlas_demo.demo_images()
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(src), 48, replace=False)
+    idx = rng.choice(len(src), 96, replace=False)
     images = np.stack([src.load(int(i), (224, 224)) for i in idx])
     acts = model.activations(images, [LAYER_ONNX])[LAYER_ONNX]
     samples = acts[:, 1:-1, 1:-1].reshape(-1, acts.shape[-1])
@@ -44,19 +63,24 @@ def directions_and_moment(model, n: int, seed: int = 0):
 
 
 # -- the torch-lucent-style loop ---------------------------------------------------------------------
-def torch_icon(net, block, target, steps: int, size: int, p: float, lean: bool, seed: int):
-    """One icon, torch autograd, the same recipe as the JAX renderer."""
+def torch_icon(net, block, target, steps: int, size: int, p: float, lr: float, decay: float, lean: bool,
+               seed: int):
+    """One icon, torch autograd, the renderer's recipe at its default view (the icon at its own scale, the
+    jitters cropping a window of it). Returns the icon as float HWC in [0, 1]."""
     import torch
     import torch.nn.functional as F
-    from atlas_jax.featureviz import ANGLES, COLOR_MATRIX, JITTERS, PAD, SCALES, spectrum_scale
+    from atlas_jax.featureviz import ANGLES, COLOR_MATRIX, JITTERS, PAD, SCALES, spectrum_scale, window_size
     g = torch.Generator().manual_seed(seed)
     spectrum = (0.01 * torch.randn(1, 3, size, size // 2 + 1, 2, generator=g)).requires_grad_(True)
-    scale = torch.from_numpy(spectrum_scale(size))
+    scale = torch.from_numpy(spectrum_scale(size, decay))
     colour = torch.from_numpy(COLOR_MATRIX.T.copy())
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     target = torch.from_numpy(target)
-    opt = torch.optim.Adam([spectrum], lr=0.05)
+    opt = torch.optim.Adam([spectrum], lr=lr)
+    window = window_size(size)
+    full = size + 2 * PAD
+    rng = np.random.default_rng(seed)
     store = {}
 
     class Stop(Exception):
@@ -67,95 +91,133 @@ def torch_icon(net, block, target, steps: int, size: int, p: float, lean: bool, 
         if lean:
             raise Stop
 
+    def image():
+        img = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=(size, size)) / 4.0
+        return torch.sigmoid((img.permute(0, 2, 3, 1) @ colour).permute(0, 3, 1, 2))
+
     handle = block.register_forward_hook(hook)
     try:
         for _ in range(steps):
             opt.zero_grad()
-            img = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=(size, size)) / 4.0
-            img = torch.sigmoid((img.permute(0, 2, 3, 1) @ colour).permute(0, 3, 1, 2))
-            # pad 2 white, then one affine warp for the jitters, scale and rotation (white outside)
-            img = F.pad(img, (PAD, PAD, PAD, PAD), value=1.0)
-            s = float(SCALES[np.random.randint(len(SCALES))])
-            a = math.radians(float(ANGLES[np.random.randint(len(ANGLES))]))
-            shift = sum(np.random.randint(0, d + 1, 2) - d / 2 for d in JITTERS) * size / 224
-            full = size + 2 * PAD
-            theta = torch.tensor([[math.cos(a) / s, -math.sin(a) / s, -2 * shift[1] / full],
-                                  [math.sin(a) / s, math.cos(a) / s, -2 * shift[0] / full]],
+            img = F.pad(image(), (PAD, PAD, PAD, PAD), value=1.0)  # pad 2, white
+            s = float(SCALES[rng.integers(len(SCALES))])
+            a = math.radians(float(ANGLES[rng.integers(len(ANGLES))]))
+            dy, dx = sum(rng.integers(0, d + 1, 2) - d / 2 for d in JITTERS)
+            c, si = math.cos(a), math.sin(a)
+            k = window / full / s  # a window of the padded icon at pitch 1, scaled, rotated and shifted
+            theta = torch.tensor([[k * c, k * si, -(c * dx + si * dy) / s * 2 / full],
+                                  [-k * si, k * c, -(-si * dx + c * dy) / s * 2 / full]],
                                  dtype=torch.float32)[None]
-            grid = F.affine_grid(theta, (1, 3, full, full), align_corners=False)
-            img = F.grid_sample(img - 1.0, grid, align_corners=False) + 1.0
-            img = img[:, :, PAD:PAD + size, PAD:PAD + size]
-            img = F.interpolate(img, size=(224, 224), mode="bilinear", align_corners=False)
+            grid = F.affine_grid(theta, (1, 3, window, window), align_corners=False)
+            view = F.grid_sample(img - 1.0, grid, align_corners=False) + 1.0  # white outside
             try:
-                net((img - mean) / std)
+                net((view - mean) / std)
             except Stop:
                 pass
-            acts = store["a"][:, :, 7, 7]
+            h, w = store["a"].shape[2:]
+            acts = store["a"][:, :, h // 2, w // 2]
             dot = (acts * target).mean(-1)
             cossim = torch.clamp(dot / (1e-4 + acts.norm(dim=-1)), min=0.1)
             loss = -(dot * cossim ** p).sum()
             loss.backward()
             opt.step()
+        with torch.no_grad():
+            return image()[0].permute(1, 2, 0).numpy()
     finally:
         handle.remove()
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--icons", type=int, default=8, help="icons per JAX batch (one level's batch)")
+    ap.add_argument("--atlas", help="a built demo atlas (atlas demo); without it the photos' directions")
+    ap.add_argument("--grid", type=int, default=10)
+    ap.add_argument("--steps", type=int, help="default: the renderer's")
+    ap.add_argument("--icons", type=int, default=64, help="icons JAX renders without an atlas")
+    ap.add_argument("--torch-icons", type=int, default=6, help="icons each torch loop renders")
     ap.add_argument("--size", type=int, default=80)
-    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--old", action="store_true", help="also time view=input (the former way), 16 steps")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
 
     import torch
     torch.set_num_threads(args.threads)
     import atlas_demo
+    from PIL import Image
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
-    from atlas_jax.featureviz import FeatureVizRenderer
+    from atlas_core.metrics import icon_fidelity
+    from atlas_jax.featureviz import DEFAULTS, FeatureVizRenderer, whitened
     from atlas_jax.model import OnnxJaxBackend
 
     model = OnnxJaxBackend().open(str(atlas_demo.efficientnet_lite0_onnx("dynamo")), mean=IMAGENET_MEAN,
                                   std=IMAGENET_STD, batch_size=16)
-    dirs, moment = directions_and_moment(model, args.icons)
-    from atlas_jax.featureviz import DEFAULTS, whitened
+    if args.atlas:
+        dirs, moment = level_directions(args.atlas, args.grid)
+    else:
+        dirs, moment = photo_directions(model, args.icons)
+    steps = args.steps or DEFAULTS["steps"]
     targets = whitened(dirs, moment if DEFAULTS["whiten"] else None)
     net = atlas_demo.efficientnet_lite0()
     block = net._blocks[BLOCK]
+    load = [os.getloadavg()[0]]
 
-    renderer = FeatureVizRenderer()
-
-    def jax_level(seed):
-        req = IconRequest(model=model, layer=LAYER_ONNX, directions=dirs, icon_size=args.size, seed=seed,
-                          moment=moment, options=dict(steps=args.steps, attempts=1, batch=args.icons))
-        return renderer.render(req)
+    def jax_level(directions, seed, **options):
+        req = IconRequest(model=model, layer=LAYER_ONNX, directions=directions, icon_size=args.size, seed=seed,
+                          moment=moment, options=dict(options, steps=steps) if "steps" not in options else options)
+        return FeatureVizRenderer().render(req)
 
     t = time.perf_counter()
-    jax_level(0)  # compiles (the renderer compiles once per level; reported separately)
-    first = time.perf_counter() - t
-    times = {"jax": [], "torch_lucent": [], "torch_lean": []}
-    for rep in range(args.reps):
+    jax_level(dirs, 0, steps=4)  # compiles the step (once per level configuration; reported separately)
+    compile_s = time.perf_counter() - t
+    torch_icon(net, block, targets[0], 2, args.size, DEFAULTS["p"], DEFAULTS["lr"], DEFAULTS["decay"], False, 0)
+    times: dict = {"torch_lucent": [], "torch_lean": []}
+    icons: dict = {"torch_lucent": [], "torch_lean": []}
+    n_torch = min(args.torch_icons, len(dirs))
+    for i in range(n_torch):  # the two torch loops interleaved, icon by icon
         for lean in (False, True):
+            name = "torch_lean" if lean else "torch_lucent"
             for p in net.parameters():
                 p.requires_grad_(not lean)
-            np.random.seed(rep)
             t = time.perf_counter()
-            torch_icon(net, block, targets[rep % len(targets)], args.steps, args.size, 4.0, lean, rep)
-            times["torch_lean" if lean else "torch_lucent"].append(time.perf_counter() - t)
+            img = torch_icon(net, block, targets[i], steps, args.size, DEFAULTS["p"], DEFAULTS["lr"],
+                             DEFAULTS["decay"], lean, i)
+            times[name].append(time.perf_counter() - t)
+            icons[name].append(Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8), "RGB"))
+            icons[name][-1].info["extent"] = (args.size, args.size)
+        load.append(os.getloadavg()[0])
+        if i == n_torch // 2:  # the JAX level in the middle of the torch icons
+            t = time.perf_counter()
+            jax_icons = jax_level(dirs, 1)
+            jax_seconds = time.perf_counter() - t
+            load.append(os.getloadavg()[0])
+    old = None
+    if args.old:
         t = time.perf_counter()
-        jax_level(rep + 1)
-        times["jax"].append((time.perf_counter() - t) / args.icons)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        jax_level(dirs[:8], 2, steps=2, view="input")
+        t_compile = time.perf_counter() - t
+        t = time.perf_counter()
+        jax_level(dirs[:8], 2, steps=16, view="input")
+        old = {"steps": 16, "icons": 8, "seconds_per_icon": (time.perf_counter() - t) / 8,
+               "compile_seconds": t_compile}
+        old["seconds_per_icon_step"] = old["seconds_per_icon"] / 16
+
+    fid = {"jax": icon_fidelity(model, LAYER_ONNX, jax_icons, dirs)}
+    fid["jax_same_cells"] = fid["jax"][:n_torch]
+    for name in ("torch_lucent", "torch_lean"):
+        fid[name] = icon_fidelity(model, LAYER_ONNX, icons[name], dirs[:n_torch])
+    per_icon = {"jax": jax_seconds / len(dirs), "torch_lucent": statistics.median(times["torch_lucent"]),
+                "torch_lean": statistics.median(times["torch_lean"])}
     report = {
-        "model": "EfficientNet-Lite0 (real weights)", "layer": f"{LAYER_ONNX} (block {BLOCK}, 14x14x112)",
-        "steps": args.steps, "icon_size": args.size, "view": 224, "jax_batch": args.icons,
-        "threads": args.threads, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
-        "seconds_per_icon": med, "all": times,
-        "jax_first_call_seconds_per_icon_incl_compile": first / args.icons,
-        "speedup_vs_torch_lucent": med["torch_lucent"] / med["jax"],
-        "speedup_vs_torch_lean": med["torch_lean"] / med["jax"],
+        "model": "EfficientNet-Lite0 (real weights)", "layer": f"{LAYER_ONNX} (block {BLOCK})",
+        "recipe": {k: DEFAULTS[k] for k in ("steps", "attempts", "p", "lr", "decay", "view", "crop", "batch")},
+        "steps": steps, "icon_size": args.size, "jax_icons": len(dirs), "torch_icons": n_torch,
+        "threads": args.threads, "cpu_count": os.cpu_count(), "load_avg": load,
+        "seconds_per_icon": per_icon, "torch_all": times, "jax_level_seconds": jax_seconds,
+        "jax_compile_seconds": compile_s,
+        "speedup_vs_torch_lucent": per_icon["torch_lucent"] / per_icon["jax"],
+        "speedup_vs_torch_lean": per_icon["torch_lean"] / per_icon["jax"],
+        "fidelity_median": {k: float(np.median(v)) for k, v in fid.items()},
+        "old_view_input": old,
     }
     print(json.dumps(report, indent=1))
     if args.json:

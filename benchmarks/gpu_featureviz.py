@@ -2,9 +2,12 @@
 
 It collects EfficientNet-Lite0 activations of the demo photos with the onnx-jax backend, bins a 20x20 grid
 of them (cells with at least 5 samples; the directions are the cells' means), and renders every cell's icon
-with the renderer's defaults (128 steps, 2 attempts, 80 px icons seen at 224 px, p = 4, Adam 0.05), all icons
-in batches of ``--batch`` rows of one compiled step. Prints the time, the icons per second and the median
-fidelity, and writes them as JSON.
+with the renderer's defaults (the icon seen at its own scale through the graph's convolutional prefix, the
+reference's cropping jitters, 80 px icons, 256 steps, 1 attempt, p = 4, Adam 0.05, spectrum decay 1.25), all
+icons in batches of ``--batch`` rows of one compiled step; ``--view input`` renders them the former way
+(the icon resized to the model's 224 px input; its figures), ``--view both`` does both. Prints the time,
+the seconds per icon and the median fidelity (each icon at the extent it stands for), and writes them as
+JSON.
 
 On a machine with the project installed and a CUDA build of JAX:
 
@@ -66,8 +69,10 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", type=int, default=20)
     ap.add_argument("--images", type=int, default=2000, help="demo views to collect from")
     ap.add_argument("--batch", type=int, default=256, help="rows (icons x attempts) per compiled step")
-    ap.add_argument("--steps", type=int, default=128)
-    ap.add_argument("--attempts", type=int, default=2)
+    ap.add_argument("--steps", type=int, help="default: the renderer's")
+    ap.add_argument("--attempts", type=int, help="default: the renderer's")
+    ap.add_argument("--view", choices=("icon", "input", "both"), default="icon",
+                    help="icon: the renderer's default scale; input: the former way (resized to 224 px)")
     ap.add_argument("--out", default="gpu-featureviz.json")
     ap.add_argument("--prepare", metavar="DIR", help="write model.onnx and samples.npy here, then stop")
     ap.add_argument("--inputs", metavar="DIR", help="read model.onnx and samples.npy from here")
@@ -106,16 +111,23 @@ def main(argv=None) -> int:
     directions = np.stack([samples[keys == k].mean(0) for k in kept]).astype(np.float32)
     print(f"collected {len(samples)} samples in {collect:.1f}s; {len(kept)} cells of {args.grid}x{args.grid}")
 
-    req = IconRequest(model=model, layer=LAYER, directions=directions, icon_size=80, seed=0, moment=moment,
-                      options=dict(steps=args.steps, attempts=args.attempts, batch=args.batch))
-    t = time.perf_counter()
-    icons = FeatureVizRenderer().render(req)
-    seconds = time.perf_counter() - t
-    fidelity = icon_fidelity(model, LAYER, icons, directions)
     report = {"device": f"{device.platform} ({device.device_kind})", "jax": jax.__version__, "cells": len(kept),
-              "grid": args.grid, "steps": args.steps, "attempts": args.attempts, "batch": args.batch,
-              "icon_size": 80, "seconds": seconds, "seconds_per_icon": seconds / len(kept),
-              "fidelity_median": float(np.median(fidelity))}
+              "grid": args.grid, "batch": args.batch, "icon_size": 80, "runs": {}}
+    for view in (("icon", "input") if args.view == "both" else (args.view,)):
+        options = dict(batch=args.batch, view=view)
+        options.update({k: v for k, v in (("steps", args.steps), ("attempts", args.attempts)) if v is not None})
+        renderer = FeatureVizRenderer()
+        req = IconRequest(model=model, layer=LAYER, directions=directions, icon_size=80, seed=0, moment=moment,
+                          options=options, progress=lambda n: None)
+        opts = renderer.settings(req)
+        t = time.perf_counter()
+        icons = renderer.render(req)
+        seconds = time.perf_counter() - t
+        fidelity = icon_fidelity(model, LAYER, icons, directions)
+        report["runs"][view] = {"steps": opts["steps"], "attempts": opts["attempts"], "seconds": seconds,
+                                "seconds_per_icon": seconds / len(kept), "extent": list(icons[0].info["extent"]),
+                                "fidelity_median": float(np.median(fidelity))}
+        print(json.dumps({view: report["runs"][view]}), flush=True)
     print(json.dumps(report, indent=1))
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=1)

@@ -22,6 +22,7 @@ from .reuse import key
 from .state import BuildState, Stage
 
 KNOWN_NEEDS = {"receptive_field", "gradients", "moment"}
+FIDELITY_VERSION = 2  # how icon_fidelity measures (2: at the scale an icon stands for); part of the icons key
 
 
 class IconsStage(Stage):
@@ -58,7 +59,7 @@ class IconsStage(Stage):
             scores = []
             for level in state.levels:
                 rel = f"icons/{name}/{level.grid}"
-                k = key("icons", level.key, name, options, c.icon_size, c.seed, model.identity, c.layer)
+                k = key("icons", FIDELITY_VERSION, level.key, name, options, c.icon_size, c.seed, model.identity, c.layer)
                 if self._reuse(state, level, name, rel, k):
                     state.publication.reuse(rel)
                     bar.update(len(level.cells))
@@ -73,7 +74,8 @@ class IconsStage(Stage):
                     drawn = renderer.render(request)
                     if len(drawn) != len(level.cells):
                         raise UsageError(f"renderer {name!r} drew {len(drawn)} icons for {len(level.cells)} cells")
-                    fid = icon_fidelity(model, c.layer, drawn, level.directions, batch_size=c.batch_size)
+                    fid = icon_fidelity(model, c.layer, drawn, level.directions, batch_size=c.batch_size,
+                                        receptive_field=state.receptive_field)
                     for cell, icon, f in zip(level.cells, drawn, fid):
                         path = folder / f"{cell.i}_{cell.j}.png"
                         atomic_write(path, lambda fh, icon=icon: icon.save(fh, format="PNG"))

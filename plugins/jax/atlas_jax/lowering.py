@@ -227,10 +227,41 @@ class OnnxGraph:
 
         return f
 
-    def traced_tensors(self, x_shape) -> dict:
-        """Shapes and op types of every tensor that depends on the input, in graph order.
+    def blocked_by(self, name: str) -> Optional[tuple]:
+        """(op_type, node label) of the first node on the way to tensor ``name`` that the lowering does not
+        cover, or None."""
+        bad = self.unsupported(self.needed([name]))
+        return bad[0] if bad else None
 
-        Returns {name: (op_type, shape)}; tensors behind unsupported ops are left out.
+    def elem_types(self) -> dict:
+        """{tensor: numpy dtype} as the graph declares or onnx's type inference gives them (quantized tensors
+        are uint8 or int8 there, whatever the lowering computes them in); {} if inference fails."""
+        if getattr(self, "_elem_types", None) is None:
+            import onnx
+            from onnx import helper
+            types = {}
+            try:
+                light = onnx.ModelProto()
+                light.CopyFrom(self.proto)
+                inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False)
+                values = list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+            except Exception:  # over 2 GB, or an op inference does not know: no declared types
+                values = list(self.proto.graph.value_info) + list(self.proto.graph.output)
+            for v in values:
+                elem = v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else 0
+                if elem:
+                    try:
+                        types[v.name] = np.dtype(helper.tensor_dtype_to_np_dtype(elem))
+                    except Exception:
+                        pass
+            self._elem_types = types
+        return self._elem_types
+
+    def traced_tensors(self, x_shape) -> dict:
+        """Shapes, op types and dtypes of every tensor that depends on the input, in graph order.
+
+        Returns {name: (op_type, shape, dtype)}, the dtype as the graph has it where it says (quantized
+        tensors are integers there); tensors behind unsupported ops are left out.
         """
         import jax
         import jax.numpy as jnp
@@ -247,8 +278,77 @@ class OnnxGraph:
         for node in self.nodes:
             if any(n in live for n in node.input):
                 live.update(o for o in node.output if o)
+        declared = self.elem_types()
         for node in self.nodes:
             for o in node.output:
                 if o in spec and o in live:
-                    kinds[o] = (node.op_type, tuple(spec[o].shape), spec[o].dtype)
+                    kinds[o] = (node.op_type, tuple(spec[o].shape), declared.get(o, spec[o].dtype))
         return kinds
+
+    def layouts(self, shapes: dict, input_layout: str) -> dict:
+        """{tensor: layout} for the rank-3 and rank-4 tensors of ``shapes`` ({name: shape}, batch first).
+
+        Rank 4: ``NCHW`` or ``NHWC``. ONNX's convolution family is channels-first by definition; a Transpose
+        (0, 2, 3, 1) or (0, 3, 1, 2) flips the layout; other ops keep their input's. Rank 3: ``NCL``
+        (channels first, positions along the last axis: a Conv1d, or a Reshape/Squeeze of an NCHW map that
+        keeps the channels on axis 1, a detector head's (N, 84, anchors)) or ``NLC`` (positions, then
+        channels: token sequences, a Reshape of an NHWC map); a Transpose (0, 2, 1) flips it, other ops keep
+        their input's, and anything else is NLC. The same rule as the onnx backend's.
+        """
+        out = {self.input_name: input_layout}
+        for node in self.nodes:
+            ins = [n for n in node.input if n in shapes or n == self.input_name]
+            src = ins[0] if ins else None
+            for o in node.output:
+                if o not in shapes:
+                    continue
+                rank = len(shapes[o])
+                if rank == 4:
+                    out[o] = _layout4(node, out.get(src, "") if src else "", input_layout)
+                elif rank == 3:
+                    out[o] = _layout3(node, src, shapes, out)
+        return {k: v for k, v in out.items() if k in shapes}
+
+
+CHANNELS_FIRST = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool",
+                  "GlobalMaxPool", "GlobalAveragePool", "GlobalLpPool", "BatchNormalization",
+                  "InstanceNormalization", "LRN", "DepthToSpace", "SpaceToDepth", "GroupNormalization"}
+
+
+def _perm(node) -> tuple:
+    return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), ())
+
+
+def _layout4(node, source: str, input_layout: str) -> str:
+    if node.op_type in CHANNELS_FIRST:
+        return "NCHW"
+    if node.op_type == "Transpose":
+        perm = _perm(node)
+        if perm == (0, 2, 3, 1) and source != "NHWC":
+            return "NHWC"
+        if perm == (0, 3, 1, 2) and source != "NCHW":
+            return "NCHW"
+        if perm != (0, 1, 2, 3):
+            return "NCHW"
+    return source if source in ("NCHW", "NHWC") else "NCHW"
+
+
+def _layout3(node, source: Optional[str], shapes: dict, layouts: dict) -> str:
+    if node.op_type in CHANNELS_FIRST:
+        return "NCL"
+    if source is None:
+        return "NLC"
+    before, kind = shapes.get(source, ()), layouts.get(source, "")
+    if node.op_type == "Transpose" and len(before) == 3:
+        perm = _perm(node) or (2, 1, 0)
+        if perm == (0, 2, 1):
+            return {"NCL": "NLC", "NLC": "NCL"}.get(kind, "NLC")
+        return (kind or "NLC") if perm == (0, 1, 2) else "NLC"
+    out = next(shapes[o] for o in node.output if o in shapes and len(shapes[o]) == 3)
+    if len(before) == 4 and kind == "NCHW" and out[1] == before[1]:
+        return "NCL"
+    if len(before) == 4 and kind == "NHWC" and out[2] == before[3]:
+        return "NLC"
+    if len(before) == 3 and kind in ("NCL", "NLC"):
+        return kind
+    return "NLC"

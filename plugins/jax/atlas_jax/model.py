@@ -220,9 +220,24 @@ def _flatten(tree, prefix="") -> dict:
     return {prefix.rstrip("/") or "output": tree}
 
 
+LUMINANCE = (0.299, 0.587, 0.114)  # RGB to grey, as the onnx backend feeds 1-channel models
+
+
+def _channels(spec: InputSpec, images):
+    """Canonical RGB images to the model's channels: grey (luminance) for a 1-channel input, RGB repeated
+    from grey for a 3-channel one fed 1-channel images (traced: gradients pass)."""
+    import jax.numpy as jnp
+    c = images.shape[-1]
+    if spec.channels == 1 and c == 3:
+        return images @ jnp.asarray(np.asarray(LUMINANCE, np.float32)[:, None])
+    if spec.channels == 3 and c == 1:
+        return jnp.repeat(images, 3, axis=-1)
+    return images
+
+
 def _normalize(spec: InputSpec, images):
     import jax.numpy as jnp
-    x = images * np.float32(spec.scale)
+    x = _channels(spec, images) * np.float32(spec.scale)
     x = (x - jnp.asarray(spec.mean, jnp.float32)) / jnp.asarray(spec.std, jnp.float32)
     if spec.layout == "NCHW":
         x = jnp.transpose(x, (0, 3, 1, 2))
@@ -230,10 +245,9 @@ def _normalize(spec: InputSpec, images):
 
 
 def _canonical(a, layout: str):
-    import jax.numpy as jnp
-    if a.ndim == 4 and layout == "NCHW":
-        return jnp.transpose(a, (0, 2, 3, 1))
-    return a
+    """A native model's tensor to canonical form: rank 4 NHWC, rank 3 (N, 1, L, C); ``layout="NCHW"``
+    means channels first for both (rank 3 then is (N, C, L))."""
+    return _to_canonical(a, {4: layout, 3: "NCL" if layout == "NCHW" else "NLC"}.get(a.ndim, ""))
 
 
 def _device(name: Optional[str]):
@@ -260,7 +274,44 @@ def _spec_from_options(spec: InputSpec, options: dict) -> InputSpec:
             setattr(spec, key, options[key])
     if options.get("size") is not None:
         spec.height, spec.width = options["size"]
+    spec.mean = _fit_channels(spec.mean, spec.channels, "--mean")
+    spec.std = _fit_channels(spec.std, spec.channels, "--std")
     return spec
+
+
+def _fit_channels(values, channels: int, flag: str) -> tuple:
+    """Per-channel values for the model's channels: a 1-channel model takes the mean of three (as the onnx
+    backend does), one value serves every channel."""
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if channels == 1:
+        return (sum(values) / len(values),)
+    if len(values) == 1:
+        return values * channels
+    raise UsageError(f"{flag} has {len(values)} values but the model takes {channels} channels")
+
+
+def _to_canonical(a, layout: str):
+    """A graph tensor in its own layout to the core's canonical form: NHWC for rank 4, (N, 1, L, C) for
+    rank 3 (positions along the width, see :meth:`atlas_jax.lowering.OnnxGraph.layouts`)."""
+    import jax.numpy as jnp
+    if a.ndim == 4 and layout == "NCHW":
+        return jnp.transpose(a, (0, 2, 3, 1))
+    if a.ndim == 3:
+        return (jnp.transpose(a, (0, 2, 1)) if layout == "NCL" else a)[:, None]
+    return a
+
+
+def _from_canonical(x, layout: str):
+    """Canonical activations back to a graph tensor's layout (the inverse of :func:`_to_canonical`)."""
+    import jax.numpy as jnp
+    if layout in ("NCL", "NLC"):
+        x = x[:, 0] if x.ndim == 4 else x
+        return jnp.transpose(x, (0, 2, 1)) if layout == "NCL" else x
+    if x.ndim == 4 and layout == "NCHW":
+        return jnp.transpose(x, (0, 3, 1, 2))
+    return x
 
 
 class _Model:
@@ -308,7 +359,7 @@ class _Model:
         if key not in self._jitted:
             self._jitted[key] = jax.jit(self._images_apply(key))
         fn = self._jitted[key]
-        images = np.asarray(images, dtype=np.float32)
+        images = self._fit_images(images)
         if len(images) == 0:
             shapes = {layer.name: layer.shape for layer in self.layers()}
             return {name: np.zeros((0,) + tuple(d or 0 for d in shapes[name] or ()), np.float32) for name in layers}
@@ -322,6 +373,18 @@ class _Model:
             for name in layers:
                 parts[name].append(np.asarray(out[name], dtype=np.float32)[:n])
         return {name: np.concatenate(parts[name]) for name in layers}
+
+    def _fit_images(self, images) -> np.ndarray:
+        """Canonical images at the model's input size (resized as the onnx backend does); grey images
+        (one channel) are taken as they are and mapped to the model's channels with the rest."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise UsageError(f"images must be float32 N x H x W x 3 in [0, 1]; got shape {images.shape}")
+        size = self.input_spec.size
+        if size is not None and len(images) and tuple(images.shape[1:3]) != tuple(size):
+            from atlas_core.images import resize
+            images = np.stack([resize(im, size) for im in images])
+        return images
 
     def gradients(self) -> JaxGradients:
         """The model's gradient capability (made once)."""
@@ -423,14 +486,16 @@ class OnnxJaxModel(_Model):
         with ``source``, that layer's canonical activations."""
         import jax
         import jax.numpy as jnp
-        graph, layout = self.graph, self.input_spec.layout
+        graph = self.graph
         fixed = self.input_spec.batch
         f = graph.function(list(names), source, variant or Variant())
+        self.layers()
+        layouts = self._layouts
 
         def run(params, x):
-            if source is not None and x.ndim == 4 and layout == "NCHW":
-                x = jnp.transpose(x, (0, 3, 1, 2))  # canonical NHWC to the graph's layout
-            return {n: _canonical(v, layout) for n, v in zip(names, f(params, x))}
+            if source is not None:
+                x = _from_canonical(x, layouts.get(source, ""))
+            return {n: _to_canonical(v, layouts.get(n, "")) for n, v in zip(names, f(params, x))}
 
         if fixed:  # a graph with a fixed batch (e.g. Reshape to (1, -1)): map it over groups of that size
             def run_fixed(params, x):
@@ -445,23 +510,54 @@ class OnnxJaxModel(_Model):
         return run
 
     def _probe_layers(self) -> list:
+        """Every float tensor that depends on the image and keeps one row per image, rank 2, 3 or 4 (rank 3
+        as (1, L, C): see :meth:`OnnxGraph.layouts`), in graph order. Dropout's mask is left out (ones at
+        inference). None at all is a one-line error naming what stops the lowering."""
         size = self.input_spec.size
         c = self.input_spec.channels
         h, w = size or (224, 224)
         b = self.input_spec.batch or 1
         shape = (b, c, h, w) if self.input_spec.layout == "NCHW" else (b, h, w, c)
         tensors = self.graph.traced_tensors(shape)
+        self._layouts = self.graph.layouts({n: s for n, (_, s, _) in tensors.items()}, self.input_spec.layout)
+        masks = {node.output[1] for node in self.graph.nodes if node.op_type == "Dropout" and len(node.output) > 1}
         out = []
         for name, (op_type, s, dtype) in tensors.items():
-            if np.dtype(dtype).kind != "f" or len(s) not in (2, 4):
+            if np.dtype(dtype).kind != "f" or len(s) not in (2, 3, 4) or name in masks:
                 continue
+            layout = self._layouts.get(name, "")
             per = tuple(s[1:])
-            if len(s) == 4 and self.input_spec.layout == "NCHW":
+            if len(s) == 4 and layout == "NCHW":
                 per = (s[2], s[3], s[1])
+            elif len(s) == 3:
+                per = (1, s[2], s[1]) if layout == "NCL" else (1, s[1], s[2])
             out.append(Layer(name, op_type, per if size is not None or len(s) == 2 else None))
+        if not out:
+            blocked = next((self.graph.blocked_by(o) for o in self.graph.output_names
+                            if self.graph.blocked_by(o)), None)
+            if blocked:
+                raise UsageError(f"{self.name}: no layer can be lowered to JAX: ONNX op {blocked[0]!r} (node "
+                                 f"{blocked[1]}) is not supported by the JAX lowering; use --backend onnx")
+            raise UsageError(f"{self.name}: no floating-point tensor of rank 2 to 4 depends on the input")
         if self.output is not None and self.output not in {layer.name for layer in out}:
             self.output = None
         return out
+
+    def _check_layers(self, names: Sequence[str]) -> None:
+        known = {layer.name for layer in self.layers()}
+        for name in names:
+            if name in known:
+                continue
+            if name in self.graph.producer:
+                node = self.graph.nodes[self.graph.producer[name]]
+                if node.op_type == "Dropout" and list(node.output).index(name) == 1:
+                    raise UsageError(f"{name!r} of {self.name} is a Dropout's mask (ones at inference), not a "
+                                     "layer: tap the Dropout's first output")
+                blocked = self.graph.blocked_by(name)
+                if blocked:
+                    raise UsageError(f"layer {name!r} of {self.name} comes after ONNX op {blocked[0]!r} (node "
+                                     f"{blocked[1]}), which the JAX lowering does not support; use --backend onnx")
+            super()._check_layers([name])
 
 
 class NativeJaxModel(_Model):
@@ -512,6 +608,8 @@ class NativeJaxModel(_Model):
             s = tuple(flat[n].shape)
             if len(s) == 4 and layout == "NCHW":
                 s = (s[0], s[2], s[3], s[1])
+            elif len(s) == 3:
+                s = (s[0], 1, s[2], s[1]) if layout == "NCHW" else (s[0], 1, s[1], s[2])
             per = tuple(s[1:]) if (spec.size is not None or len(s) == 2) else None
             out.append(Layer(n, "jax", per))
         return out

@@ -241,7 +241,9 @@ def identity(ctx, x, a):
 
 @op("Dropout")
 def dropout(ctx, x, a):
-    return [x[0], jnp.ones(x[0].shape, dtype=bool)]
+    """Inference: the input itself, and a mask of ones (of the input's type before opset 10, boolean after)."""
+    mask = jnp.ones(x[0].shape, dtype=x[0].dtype if ctx.opset < 10 else bool)
+    return [x[0], mask]
 
 
 @op("Reshape", fold=True)
@@ -818,3 +820,165 @@ def resize(ctx, x, a):
         if sizes[axis] != X.shape[axis] or scales[axis] != 1.0:
             y = _resize_axis(y, axis, sizes[axis], scales[axis], mode, coord, nearest_mode)
     return [y]
+
+
+# -- quantization -----------------------------------------------------------------------------------
+# Quantized tensors are carried as float32 arrays that hold integer values (exact below 2**24), so that a
+# quantized graph stays differentiable: rounding has the straight-through derivative (the identity; a
+# quantized graph's exact derivative is zero almost everywhere), saturation the clip's. The integer
+# products of ConvInteger, MatMulInteger and the QLinear ops are summed in float32 at the highest
+# precision: a convolution's sums reach about 1e8, where float32 is off by a few units of the 32-bit
+# accumulator, a relative 1e-7 once scaled. Listings take each tensor's type from the graph (onnx's type
+# inference), not from these floats.
+QRANGE = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.uint16): (0, 65535),
+          np.dtype(np.int16): (-32768, 32767)}
+
+
+@jax.custom_jvp
+def _round_ste(x):
+    return jnp.round(x)
+
+
+@_round_ste.defjvp
+def _round_ste_jvp(primals, tangents):
+    return jnp.round(primals[0]), tangents[0]
+
+
+def _round(xp, x):
+    """Round half to even (ONNX's rounding); in JAX with the straight-through derivative."""
+    return np.round(x) if xp is np else _round_ste(x)
+
+
+def _qrange(zero_point, a) -> tuple:
+    """The range of a quantized tensor's integer type: its zero point's type, else the ``output_dtype``
+    attribute, else uint8 (the default of QuantizeLinear)."""
+    kind = np.dtype(getattr(zero_point, "dtype", np.float32))
+    if kind in QRANGE:
+        return QRANGE[kind]
+    out = DTYPES.get(int(a.get("output_dtype", 0) or 2))
+    if np.dtype(out) not in QRANGE:
+        raise NotImplementedError(f"quantization to ONNX type {a.get('output_dtype')}")
+    return QRANGE[np.dtype(out)]
+
+
+def _f32(xp, v):
+    return np.asarray(v, np.float32) if xp is np else jnp.asarray(v, jnp.float32)
+
+
+def _along(v, axis: int, rank: int):
+    """A scale or zero point against a tensor of ``rank``: a scalar (or one value) as it is, a vector along
+    ``axis``."""
+    if np.ndim(v) == 0 or rank == 0:
+        return v
+    if np.size(v) == 1:
+        return v.reshape(())
+    shape = [1] * rank
+    shape[_axis(axis, rank)] = -1
+    return v.reshape(shape)
+
+
+def _minus_zero_point(xp, v, zp, axis: int):
+    v = _f32(xp, v)
+    return v if zp is None else v - _along(_f32(xp, zp), axis, np.ndim(v))
+
+
+def _xp_of(*arrays):
+    return np if all(a is None or isinstance(a, np.ndarray) for a in arrays) else jnp
+
+
+def _no_blocks(a):
+    if a.get("block_size", 0):
+        raise NotImplementedError("blocked quantization (block_size)")
+
+
+@op("QuantizeLinear", fold=True)
+def quantize_linear(ctx, x, a):
+    _no_blocks(a)
+    X, scale = x[0], x[1]
+    zp = x[2] if len(x) > 2 else None
+    xp, rank, axis = ctx.xp, np.ndim(X), a.get("axis", 1)
+    lo, hi = _qrange(zp, a)
+    q = _round(xp, _f32(xp, X) / _along(_f32(xp, scale), axis, rank))
+    if zp is not None:
+        q = q + _along(_f32(xp, zp), axis, rank)
+    return [xp.clip(q, lo, hi)]
+
+
+@op("DequantizeLinear", fold=True)
+def dequantize_linear(ctx, x, a):
+    _no_blocks(a)
+    X, scale = x[0], x[1]
+    zp = x[2] if len(x) > 2 else None
+    xp, axis = ctx.xp, a.get("axis", 1)
+    v = _minus_zero_point(xp, X, zp, axis)
+    return [v * _along(_f32(xp, scale), axis, np.ndim(v))]
+
+
+@op("DynamicQuantizeLinear")
+def dynamic_quantize_linear(ctx, x, a):
+    """uint8 quantization over the range of the whole tensor (the batch included, as onnxruntime does it)."""
+    X = jnp.asarray(x[0], jnp.float32)
+    lo = jnp.minimum(0.0, jnp.min(X))
+    hi = jnp.maximum(0.0, jnp.max(X))
+    # a true division, as onnxruntime's: XLA turns a division by a constant into a product with its
+    # reciprocal, which is 1 ulp off here and moves whole tensors by one quantization step
+    scale = (hi - lo) / lax.optimization_barrier(jnp.float32(255.0))
+    scale = jnp.where(scale == 0, 1.0, scale)
+    zp = jnp.clip(_round_ste(-lo / scale), 0, 255)
+    return [jnp.clip(_round_ste(X / scale) + zp, 0, 255), scale, zp]
+
+
+@op("ConvInteger")
+def conv_integer(ctx, x, a):
+    X, W = x[0], x[1]
+    xzp = x[2] if len(x) > 2 else None
+    wzp = x[3] if len(x) > 3 else None
+    Xc = _minus_zero_point(jnp, X, xzp, 1)
+    Wc = _minus_zero_point(_xp_of(W, wzp), W, wzp, 0)
+    return conv(ctx, [Xc, Wc], a)
+
+
+def _matmul_centred(A, azp, B, bzp):
+    """(A - a_zero_point) @ (B - b_zero_point): A's zero point per tensor or per row, B's per tensor or per
+    column."""
+    A = _f32(jnp, A)
+    if azp is not None:
+        z = _f32(jnp, azp)
+        A = A - (z.reshape(()) if np.size(azp) == 1 else z.reshape(-1, 1))
+    xp = _xp_of(B, bzp)
+    B = _f32(xp, B)
+    if bzp is not None:
+        B = B - _f32(xp, bzp).reshape(() if np.size(bzp) == 1 else (-1,))
+    return jnp.matmul(A, B, precision=lax.Precision.HIGHEST)
+
+
+@op("MatMulInteger")
+def matmul_integer(ctx, x, a):
+    return [_matmul_centred(x[0], x[2] if len(x) > 2 else None, x[1], x[3] if len(x) > 3 else None)]
+
+
+def _requantize(acc, scale, y_scale, y_zp, a):
+    lo, hi = _qrange(y_zp, a)
+    q = _round_ste(acc * (scale / _f32(jnp, y_scale)))
+    if y_zp is not None:
+        q = q + _f32(jnp, y_zp)
+    return jnp.clip(q, lo, hi)
+
+
+@op("QLinearConv")
+def qlinear_conv(ctx, x, a):
+    X, xs, xzp, W, ws, wzp, ys, yzp = x[:8]
+    B = x[8] if len(x) > 8 else None
+    Xc = _minus_zero_point(jnp, X, xzp, 1)
+    Wc = _minus_zero_point(_xp_of(W, wzp), W, wzp, 0)
+    acc = conv(ctx, [Xc, Wc] + ([_f32(jnp, B)] if B is not None else []), a)[0]
+    scale = _f32(jnp, xs) * _along(_f32(jnp, ws), 1, acc.ndim)
+    return [_requantize(acc, scale, ys, yzp, a)]
+
+
+@op("QLinearMatMul")
+def qlinear_matmul(ctx, x, a):
+    A, as_, azp, B, bs, bzp, ys, yzp = x[:8]
+    acc = _matmul_centred(A, azp, B, bzp)
+    scale = _f32(jnp, as_) * _along(_f32(jnp, bs), -1, acc.ndim)
+    return [_requantize(acc, scale, ys, yzp, a)]

@@ -7,8 +7,10 @@ Build the demo atlas first (its store, directions and exemplar icons are reused)
     python plugins/jax/scripts/demo_fidelity.py demo-atlas --grid 10 --steps 64 --attempts 1
 
 Renders featureviz icons for every kept cell of the level (the options given, otherwise the
-renderer's defaults), measures both renderers' fidelity with atlas_core.metrics.icon_fidelity, and
-writes side-by-side mosaics (cells at their grid positions) and a JSON report next to the atlas.
+renderer's defaults), measures both renderers' fidelity with atlas_core.metrics.icon_fidelity as the
+pipeline does (each icon at the scale it stands for: featureviz icons at their extent, exemplar patches
+at the layer's receptive field), and writes side-by-side mosaics (cells at their grid positions) and a
+JSON report next to the atlas.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="featureviz")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=1, help="every k-th cell only (a quicker estimate)")
+    ap.add_argument("--from-atlas", action="store_true",
+                    help="take the featureviz icons the atlas already has (atlas build --icons ...,featureviz) and "
+                         "their recorded fidelity, instead of rendering them")
     args = ap.parse_args(argv)
 
     from atlas_core import IMAGENET_MEAN, IMAGENET_STD, IconRequest
@@ -65,16 +70,23 @@ def main(argv=None) -> int:
     req = IconRequest(model=model, layer=layer, directions=directions[rows], icon_size=meta.get("icon_size", 80),
                       seed=args.seed, moment=moment, options=options)
     t = time.perf_counter()
-    fv = FeatureVizRenderer().render(req)
+    rf = meta.get("receptive_field")
+    if args.from_atlas:  # the pipeline's icons, measured by the pipeline at their extent
+        fv = [Image.open(root / c["icons"]["featureviz"]).convert("RGB") for c in cells]
+        f_fv = np.asarray([c["fidelities"]["featureviz"] for c in cells], np.float32)
+    else:
+        fv = FeatureVizRenderer().render(req)
+        f_fv = icon_fidelity(model, layer, fv, directions[rows], receptive_field=rf)
     seconds = time.perf_counter() - t
     ex = [Image.open(root / c["icons"]["exemplar"]).convert("RGB") for c in cells]
-    f_fv = icon_fidelity(model, layer, fv, directions[rows])
-    f_ex = icon_fidelity(model, layer, ex, directions[rows])
+    f_ex = icon_fidelity(model, layer, ex, directions[rows], receptive_field=rf)
     size = fv[0].size[0]
     pos = [(c["i"], c["j"]) for c in cells]
     mosaic(dict(zip(pos, ex)), args.grid, size).save(root / f"mosaic-exemplar-{args.grid}.png")
     mosaic(dict(zip(pos, fv)), args.grid, size).save(root / f"mosaic-{args.tag}-{args.grid}.png")
     report = {"grid": args.grid, "cells": len(cells), "options": options, "seconds": seconds,
+              "extent": list(fv[0].info.get("extent", ())) if not args.from_atlas else None,
+              "receptive_field": rf,
               "seconds_per_icon": seconds / len(cells),
               "fidelity_median": {args.tag: float(np.median(f_fv)), "exemplar": float(np.median(f_ex))},
               "featureviz_beats_exemplar_share": float(np.mean(f_fv > f_ex)),

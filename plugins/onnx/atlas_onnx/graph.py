@@ -223,6 +223,55 @@ def node_layout(node: onnx.NodeProto, layouts: dict) -> str:
     return ""
 
 
+def sequence_layouts(model: onnx.ModelProto, info: GraphInfo, input_dims: tuple, input_layout: str) -> None:
+    """Give rank-3 tensors (once their dims are known) a layout: ``NCL`` (channels first, positions along
+    the last axis: a Conv1d, or a Reshape/Squeeze of an NCHW map that keeps the channels on axis 1, as a
+    detector head's (N, 84, anchors)) or ``NLC`` (positions, then channels: token sequences, a Reshape of
+    an NHWC map). A Transpose (0, 2, 1) flips it, other ops keep their input's, anything else is NLC.
+    The JAX lowering applies the same rule (``atlas_jax.lowering.OnnxGraph.layouts``)."""
+    dims = {info.image_input: tuple(input_dims)}
+    layouts = {info.image_input: input_layout}
+    for t in info.tensors.values():
+        if t.depends and t.dims is not None:
+            dims[t.name] = t.dims
+            layouts[t.name] = t.layout
+    graph = model.graph
+    for i in topological(graph):
+        node = graph.node[i]
+        source = next((n for n in node.input if n in dims), None)
+        for out in node.output:
+            t = info.tensors.get(out)
+            if t is None or t.dims is None or len(t.dims) != 3 or not t.depends:
+                continue
+            t.layout = layouts[out] = _sequence_layout(node, source, dims, layouts, t.dims)
+
+
+def _sequence_layout(node: onnx.NodeProto, source: Optional[str], dims: dict, layouts: dict, out: tuple) -> str:
+    if node.op_type in CHANNELS_FIRST_OPS:
+        return "NCL"
+    if source is None:
+        return "NLC"
+    before, kind = dims.get(source) or (), layouts.get(source, "")
+    if node.op_type == "Transpose" and len(before) == 3:
+        perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), (2, 1, 0))
+        if perm == (0, 2, 1):
+            return {"NCL": "NLC", "NLC": "NCL"}.get(kind, "NLC")
+        return (kind if kind in ("NCL", "NLC") else "NLC") if perm == (0, 1, 2) else "NLC"
+    if len(before) == 4 and kind == "NCHW" and out[1] == before[1]:
+        return "NCL"
+    if len(before) == 4 and kind == "NHWC" and out[2] == before[3]:
+        return "NLC"
+    if len(before) == 3 and kind in ("NCL", "NLC"):
+        return kind
+    return "NLC"
+
+
+def dropout_masks(model: onnx.ModelProto) -> set:
+    """The mask outputs of Dropout nodes: ones at inference, never worth an atlas (not listed)."""
+    return {node.output[1] for node in model.graph.node
+            if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]}
+
+
 def infer_shapes(model: onnx.ModelProto, image_input: str, input_dims: tuple, info: GraphInfo,
                  symbols: bool = False) -> None:
     """Fill each tensor's type and dims by onnx shape inference for the given input dims; with

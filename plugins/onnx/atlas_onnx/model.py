@@ -86,7 +86,16 @@ class OnnxModel:
         """Every tappable tensor in graph order, with its op type and per-sample canonical shape."""
         if self._layers is None:
             self._resolve_shapes()
-            found = [t for t in self._info.tensors.values() if _tappable(t)]
+            spec = self.input_spec
+            g.sequence_layouts(self._graph, self._info, _layout_dims(spec.layout, 1, spec.channels, spec.height,
+                                                                     spec.width), spec.layout)
+            masks = g.dropout_masks(self._graph)
+            found = [t for t in self._info.tensors.values() if _tappable(t) and t.name not in masks]
+            if not found:
+                self._session((tuple(self._info.outputs), ()), keep=False)  # onnxruntime's own reason, if it has one
+                why = f"onnxruntime cannot run its graph ({self._probe_error})" if self._probe_error else \
+                    "no float tensor of its graph depends on its input"
+                raise UsageError(f"{self.name} has no layer that can be tapped: {why}")
             self._layers = [Layer(t.name, t.op_type, self._canonical_shape(t),
                                   g.output_bounds(self._graph.graph, t.order)) for t in found]
             self._by_name = {layer.name: layer for layer in self._layers}
@@ -188,6 +197,9 @@ class OnnxModel:
             raise UsageError("name at least one layer (see atlas layers MODEL)")
         for name in names:
             if name not in self._by_name:
+                if name in g.dropout_masks(self._graph):
+                    raise UsageError(f"{name!r} of {self.name} is a Dropout's mask (ones at inference), not a layer: "
+                                     "tap the Dropout's first output")
                 raise UsageError(_unknown_layer(name, self._info, list(self._by_name), self.name))
         return names
 
@@ -370,8 +382,8 @@ class OnnxModel:
         a = np.asarray(value, dtype=np.float32)
         if a.ndim == 4 and self._info.tensors[name].layout != "NHWC":
             return a.transpose(0, 2, 3, 1)
-        if a.ndim == 3:
-            return a[:, None]
+        if a.ndim == 3:  # (N, 1, L, C): positions along the width (graph.sequence_layouts)
+            return (a.transpose(0, 2, 1) if self._info.tensors[name].layout == "NCL" else a)[:, None]
         return a
 
     def _canonical_shape(self, t: g.Tensor) -> tuple:
@@ -379,7 +391,7 @@ class OnnxModel:
         if len(d) == 3 and t.layout != "NHWC":
             return (d[1], d[2], d[0])
         if len(d) == 2:
-            return (1, d[0], d[1])
+            return (1, d[1], d[0]) if t.layout == "NCL" else (1, d[0], d[1])
         return tuple(d)
 
     def _resolve_shapes(self) -> None:

@@ -80,11 +80,15 @@ def test_weights_as_constant_nodes(variants, legacy, photos):
 
 
 def test_rank_three_tokens(variants, dynamo, photos):
+    """Rank-3 tensors are (1, L, C), positions along the width: the head's NCHW map reshaped to (N, 1280, 49)
+    keeps its channels first (NCL), its transpose (N, 49, 1280) has them last (NLC); both are the same 49
+    vectors of 1280 channels, which are the map's positions."""
     model = open_model(variants["tokens"], threads=2)
-    assert model.layer("tokens").shape == (1, 49, 1280) and model.layer("tokens_cl").shape == (1, 1280, 49)
-    got = model.activations(photos[:2], ["tokens", "logits"])
+    assert model.layer("tokens").shape == (1, 49, 1280) and model.layer("tokens_cl").shape == (1, 49, 1280)
+    got = model.activations(photos[:2], ["tokens", "tokens_cl", "logits"])
     head = dynamo.activations(photos[:2], ["hardtanh_32"])["hardtanh_32"]  # NHWC 7x7x1280
     np.testing.assert_allclose(got["tokens"], head.reshape(2, 1, 49, 1280), atol=1e-5)
+    np.testing.assert_array_equal(got["tokens_cl"], got["tokens"])
     assert model.output == "logits"
 
 
