@@ -231,7 +231,8 @@ def cmd_compare(args) -> int:
     b = open_model_from(args, args.model_b) if args.model_b else None
     report = compare(a, b, open_source(args.images), args.out, layers_a=args.layers_a, layers_b=args.layers_b,
                      knn_pair=args.knn_pair, k=args.knn, batch_size=args.batch_size, cka_batch=args.cka_batch,
-                     quiet=args.quiet)
+                     quiet=args.quiet, align=args.align, align_method=args.align_method, align_grid=args.align_grid,
+                     align_reducer=args.align_reducer, labels=args.labels)
     print(summary_line(report, args.out))
     return 0
 
@@ -331,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layers whose per-image kNN overlap is computed (default: the last chosen layer of each)")
     p.add_argument("--knn", type=int, default=10, metavar="K", help="neighbours per image for the overlap (default 10)")
     p.add_argument("--cka-batch", type=int, default=256, help="images per minibatch of the CKA estimator (default 256)")
+    p.add_argument("--align", metavar="LAYER_A,LAYER_B",
+                   help="also draw aligned atlases of these two layers: aligned.html, aligned.json, aligned*.png")
+    p.add_argument("--align-method", choices=("joint", "aligned-umap"),
+                   help="the aligned layout drawn (default joint; both are measured)")
+    p.add_argument("--align-grid", type=int, metavar="N", help="cells a side of the aligned atlases (default: auto)")
+    p.add_argument("--align-reducer", default="umap", help="reducer of the aligned layouts (default umap)")
+    p.add_argument("--labels", help="ground truth for the aligned atlases' cells: a CSV of file,label or 'folders'")
     p.add_argument("--quiet", action="store_true")
     add_model_arguments(p)
     p.set_defaults(func=cmd_compare)

@@ -148,6 +148,17 @@ class Reducer(Protocol):
 
 
 @runtime_checkable
+class AlignedReducer(Protocol):
+    """A reducer's optional capability: laying out several sets of the same samples at once, aligned (umap-learn's
+    ``AlignedUMAP``). ``fit_transform_aligned(Xs)`` takes a list of ``(n_samples, features_k)`` arrays whose row
+    ``i`` is the same sample in every set (the features may differ) and returns one ``(n_samples, n_components)``
+    layout per set, all in one coordinate system; the same ``random_state`` gives the same layouts. `atlas compare
+    --align` measures it against the joint layout where the reducer has it."""
+
+    def fit_transform_aligned(self, Xs: Sequence[np.ndarray]) -> list: ...
+
+
+@runtime_checkable
 class Renderer(Protocol):
     """Draws one icon per grid cell.
 

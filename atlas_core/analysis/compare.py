@@ -27,10 +27,16 @@ KNN_CAP = 2000  # images kept for the kNN overlap
 
 def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pair=None, k: int = 10,
             batch_size: int = 32, cka_batch: int = CKA_BATCH, knn_cap: int = KNN_CAP, seed: int = 0,
-            quiet: bool = False) -> dict:
+            quiet: bool = False, align=None, align_method=None, align_grid=None, align_reducer: str = "umap",
+            labels=None) -> dict:
     """CKA of ``layers_a`` of ``model_a`` against ``layers_b`` of ``model_b`` (None: of ``model_a`` itself) over
     ``source``; the kNN overlap (``k`` neighbours) of ``knn_pair`` = (layer of A, layer of B), by default the last
     chosen layer of each. Writes OUT/compare.json, OUT/compare.png and OUT/index.html; returns the JSON's dict.
+
+    ``align`` = (layer of A, layer of B) also draws their aligned atlases on the same (at most ``knn_cap``)
+    images (:mod:`atlas_core.analysis.align`: both methods measured, ``align_method`` drawn, ``align_grid``
+    cells a side, reducer ``align_reducer``; ``labels``: ground truth per image of ``source``, or a CSV path or
+    "folders", for the cells' labels): OUT/aligned.json, aligned*.png, aligned.html.
 
     Layers are None or "all" (every layer), names, or a comma-separated string; models and sources may be
     given as opened objects or as paths."""
@@ -48,10 +54,28 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
         raise UsageError(f"the CKA minibatch must hold at least {MinibatchCKA.MIN_BATCH} images; got {cka_batch}")
     names_a, names_b = [x.name for x in chosen_a], [x.name for x in chosen_b]
     pair = _pair(knn_pair, names_a, names_b, model_a, model_b if not same else model_a)
+    aligned = None
+    if align is not None:
+        aligned = _pair(align, names_a, names_b, model_a, model_b if not same else model_a, "--align")
+        from .align import METHODS
+        if align_method is not None and align_method not in METHODS:
+            raise UsageError(f"--align-method must be one of {', '.join(METHODS)}; got {align_method!r}")
+        if align_grid is not None:
+            positive(align_grid, "--align-grid")
+        from ..plugins import get_registry
+        registry = get_registry()
+        registry.reducer(align_reducer, n_components=2, random_state=seed)  # an unknown one: refused now
+        if labels is not None and not isinstance(labels, (list, tuple)):
+            from ..labels import read_labels
+            labels = read_labels(labels, source)
+        if labels is not None and len(labels) != len(source):
+            raise UsageError(f"labels: {len(labels)} for {len(source)} images")
     out = _out_dir(out)
 
-    taps_a = list(dict.fromkeys(names_a + [pair[0]] + (names_b + [pair[1]] if same else [])))
-    taps_b = [] if same else list(dict.fromkeys(names_b + [pair[1]]))
+    extra_a = [aligned[0]] if aligned else []
+    extra_b = [aligned[1]] if aligned else []
+    taps_a = list(dict.fromkeys(names_a + [pair[0]] + extra_a + (names_b + [pair[1]] + extra_b if same else [])))
+    taps_b = [] if same else list(dict.fromkeys(names_b + [pair[1]] + extra_b))
     by_a = {x.name: x for x in model_a.layers()}
     per_call = stream.forward_batch([by_a[n] for n in taps_a] + ([] if same else
                                     [{x.name: x for x in model_b.layers()}[n] for n in taps_b]), batch_size)
@@ -61,6 +85,9 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     knn_a: list = []
     knn_b: list = []
     knn_names: list = []
+    knn_index: list = []
+    align_a: list = []
+    align_b: list = []
     cka = MinibatchCKA(len(names_a), len(names_b))
     pending_a: dict = {n: [] for n in names_a}
     pending_b: dict = {n: [] for n in names_b}
@@ -110,6 +137,10 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
             knn_a.append(va[pair[0]][rows])
             knn_b.append(vb[pair[1]][rows])
             knn_names.extend(batch.names[r] for r in rows)
+            knn_index.extend(batch.indices[r] for r in rows)
+            if aligned:
+                align_a.append(va[aligned[0]][rows])
+                align_b.append(vb[aligned[1]][rows])
         seen += len(batch.indices)
         progress.update(seen + len(decoder.skipped) - progress.done)
     if pending:
@@ -141,6 +172,15 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
         report["knn"] = {"layer_a": pair[0], "layer_b": pair[1], "k": int(min(k, max(1, len(knn_names) - 1))),
                          "metric": "euclidean", "cap": int(knn_cap), "images": knn_names,
                          "overlap": [round(float(v), 4) for v in overlap], "mean": round(float(overlap.mean()), 4)}
+    if aligned and knn_a:
+        from .align import aligned_atlases
+        b_model = model_a if same else model_b
+        report["aligned"] = aligned_atlases(
+            registry, np.concatenate(align_a), np.concatenate(align_b), knn_names,
+            lambda r: _reload(source, knn_index[r], decoder.size), lambda r: _reload(source, knn_index[r], decoder.size),
+            out, aligned[0], aligned[1], report["model_a"], str(getattr(b_model, "name", "")),
+            method=align_method, reducer=align_reducer, grid=align_grid,
+            labels=None if labels is None else [labels[i] for i in knn_index], seed=seed)
     (out / "compare.json").write_text(json.dumps(report, indent=1))
     from .draw import heatmap_figure
     from .page import compare_page
@@ -157,7 +197,7 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     return report
 
 
-def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b) -> tuple:
+def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b, what: str = "the kNN pair") -> tuple:
     if knn_pair is None:
         return (names_a[-1], names_b[-1])
     if isinstance(knn_pair, str):
@@ -165,8 +205,8 @@ def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b) -> tuple:
     pair = [str(p).strip() for p in knn_pair]
     if len(pair) == 1:
         pair = pair * 2
-    if len(pair) != 2:
-        raise UsageError(f"the kNN pair is one layer of A and one of B (LAYER_A,LAYER_B); got {knn_pair!r}")
+    if len(pair) != 2 or not all(pair):
+        raise UsageError(f"{what} is one layer of A and one of B (LAYER_A,LAYER_B); got {knn_pair!r}")
     a = stream.choose_layers(model_a, [pair[0]])[0].name
     b = stream.choose_layers(model_b, [pair[1]])[0].name
     return (a, b)
@@ -190,6 +230,11 @@ def summary_line(report: dict, out) -> str:
     if report.get("knn"):
         knn = report["knn"]
         line += f"; kNN overlap {knn['layer_a']} / {knn['layer_b']}: mean {knn['mean']:.3f} (k = {knn['k']})"
+    if report.get("aligned"):
+        al = report["aligned"]
+        m = al["methods"][al["method"]]
+        line += (f"; aligned atlases {al['layer_a']} / {al['layer_b']} ({al['method']}, trustworthiness "
+                 f"{m['trustworthiness_a']:.3f} / {m['trustworthiness_b']:.3f}): {Path(out) / 'aligned.html'}")
     if report["skipped"]:
         line += f"; skipped {len(report['skipped'])} images that could not be decoded"
     return line

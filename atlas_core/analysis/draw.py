@@ -191,3 +191,32 @@ def _overlap_histogram(d, values, k, x, y, w, h, title, f) -> None:
         mx = x + int(round((float(values.mean()) * k + 0.5) * bw))
         d.line((mx, top, mx, base), fill=(200, 40, 40))
         d.text((min(mx + 4, x + w - 90), top), f"mean {values.mean():.3f}", font=f, fill=(200, 40, 40))
+
+
+def aligned_figure(report: dict, mosaics: list, path: Path) -> None:
+    """aligned.png: the two aligned atlases side by side with their names, a shared grid, and the
+    trustworthiness of each side."""
+    big, small = font(15), font(11)
+    side = max(m.width for m in mosaics)
+    gap, left, top = 24, 12, 64
+    width = left * 2 + 2 * side + gap
+    img = Image.new("RGB", (width, top + side + 40), PAPER)
+    d = ImageDraw.Draw(img)
+    d.text((left, 8), _fit(f"Aligned atlases ({report['method']}, {report['images']} images, grid "
+                           f"{report['grid']})", big, width - 24, d), font=big, fill=INK)
+    m = report["methods"][report["method"]]
+    for k, (mosaic, s) in enumerate(zip(mosaics, report["sides"])):
+        x = left + k * (side + gap)
+        d.text((x, 34), _fit(f"{'AB'[k]}: {s['model']} / {s['layer']}", small, side, d), font=small, fill=INK)
+        trust = m["trustworthiness_a" if k == 0 else "trustworthiness_b"]
+        d.text((x, 48), f"trustworthiness {trust:.3f}", font=small, fill=INK)
+        img.paste(mosaic, (x, top))
+        g = report["grid"]
+        for q in range(g + 1):  # the shared grid, so a cell can be found on both sides
+            t = int(round(q * mosaic.width / g))
+            d.line((x + t, top, x + t, top + mosaic.height), fill=GRID)
+            d.line((x, top + t, x + mosaic.width, top + t), fill=GRID)
+    d.text((left, top + side + 12), _fit(f"same cell on both sides: {m['same_cell']:.1%} of the images; "
+                                         "the same region holds the same images in both", small, width - 24, d),
+           font=small, fill=INK)
+    img.save(path)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ENV = "ATLAS_NUMBA_CACHE_DIR"
 # umap modules whose numba functions the fit calls from Python without cache=True
-MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral")
+MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.aligned_umap")
 
 _prepared: list[str] = []
 

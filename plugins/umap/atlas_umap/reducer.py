@@ -99,3 +99,28 @@ class UMAPReducer:
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).embedding_
+
+    def fit_transform_aligned(self, Xs) -> list:
+        """One layout per set of ``Xs`` (row i is the same sample in every set), aligned by umap-learn's
+        ``AlignedUMAP`` with the identity relation between consecutive sets and this reducer's n_neighbors,
+        min_dist, metric and random_state (``n_epochs=None``: AlignedUMAP's 200). Neighbours are umap's own
+        search (exact below 4,096 samples). A sample that UMAP leaves disconnected comes back as NaN."""
+        if not isinstance(Xs, (list, tuple)) or len(Xs) < 2:
+            raise UsageError("umap: fit_transform_aligned takes a list of at least two sample sets")
+        Xs = [self._validate(X) for X in Xs]
+        n = Xs[0].shape[0]
+        if any(X.shape[0] != n for X in Xs):
+            raise UsageError(f"umap: aligned sets must hold the same samples; got {[X.shape[0] for X in Xs]} rows")
+        from .compile import prepare
+        prepare()
+        from umap.aligned_umap import AlignedUMAP
+        identity = {i: i for i in range(n)}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*n_neighbors is larger", category=UserWarning)
+            model = AlignedUMAP(n_components=self.n_components, n_neighbors=min(self.n_neighbors, n - 1),
+                                min_dist=self.min_dist, metric=self.metric, n_epochs=self.n_epochs,
+                                random_state=self.random_state, verbose=self.verbose)
+            model.fit(list(Xs), relations=[identity] * (len(Xs) - 1))
+        self.embeddings_ = [np.asarray(e, dtype=np.float32) for e in model.embeddings_]
+        return self.embeddings_
