@@ -173,6 +173,7 @@ def aligned_atlases(registry, a: np.ndarray, b: np.ndarray, names: Sequence[str]
                  "trustworthiness_b": round(trustworthiness(b, plain_layout(make(), b), k=TRUST_K, seed=seed), 4)}
 
     la, lb = layouts[method]
+    icon_size = max(int(icon_size), 480 // grid)  # the mosaics at least 480 pixels a side
     label_sets = {"ground truth": list(labels)} if labels is not None else None
     sides = []
     for tag, acts, layout, load, layer, model in (("a", a, la, load_a, layer_a, model_a),

@@ -207,7 +207,7 @@ def aligned_figure(report: dict, mosaics: list, path: Path) -> None:
     m = report["methods"][report["method"]]
     for k, (mosaic, s) in enumerate(zip(mosaics, report["sides"])):
         x = left + k * (side + gap)
-        d.text((x, 34), _fit(f"{'AB'[k]}: {s['model']} / {s['layer']}", small, side, d), font=small, fill=INK)
+        d.text((x, 34), _fit(f"{'AB'[k]}: {s['layer']} of {s['model']}", small, side, d), font=small, fill=INK)
         trust = m["trustworthiness_a" if k == 0 else "trustworthiness_b"]
         d.text((x, 48), f"trustworthiness {trust:.3f}", font=small, fill=INK)
         img.paste(mosaic, (x, top))
@@ -216,7 +216,6 @@ def aligned_figure(report: dict, mosaics: list, path: Path) -> None:
             t = int(round(q * mosaic.width / g))
             d.line((x + t, top, x + t, top + mosaic.height), fill=GRID)
             d.line((x, top + t, x + mosaic.width, top + t), fill=GRID)
-    d.text((left, top + side + 12), _fit(f"same cell on both sides: {m['same_cell']:.1%} of the images; "
-                                         "the same region holds the same images in both", small, width - 24, d),
+    d.text((left, top + side + 12), f"same cell on both sides: {m['same_cell']:.1%} of the images",
            font=small, fill=INK)
     img.save(path)

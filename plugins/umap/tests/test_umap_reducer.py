@@ -126,3 +126,23 @@ def test_a_later_process_compiles_nothing(faces, tmp_path):
     second = _fit_in_fresh_process(tmp_path / "X.npy")
     assert second["cache"], "the plugin must point numba at a persistent cache folder"
     assert second["compiled"] == [], f"a later process still compiled {second['compiled']} (first: {first})"
+
+
+def test_aligned_layouts_of_two_views(atlas_registry, faces):
+    """fit_transform_aligned (the AlignedReducer capability): one layout per view of the same 200 images, each
+    keeping faces and non-faces apart, reproducible with the same random_state; bad input is a UsageError."""
+    from atlas_core.contracts import AlignedReducer
+    X, y = faces
+    view_b = X[:, ::2]  # the same images seen through half the channels
+    make = lambda: atlas_registry(atlas_umap.plugin).reducer("umap", n_components=2, random_state=0)  # noqa: E731
+    est = make()
+    assert isinstance(est, AlignedReducer)
+    ya, yb = est.fit_transform_aligned([X, view_b])
+    assert ya.shape == yb.shape == (200, 2) and ya.dtype == np.float32
+    assert knn_agreement(ya, y, k=5) >= 0.85 and knn_agreement(yb, y, k=5) >= 0.85
+    again = make().fit_transform_aligned([X, view_b])
+    np.testing.assert_array_equal(again[0], ya)
+    with pytest.raises(UsageError, match="same samples"):
+        make().fit_transform_aligned([X, X[:100]])
+    with pytest.raises(UsageError, match="at least two"):
+        make().fit_transform_aligned([X])
