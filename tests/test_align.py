@@ -15,7 +15,7 @@ from atlas_core.analysis.align import cells_of, cross_maps  # noqa: E402
 from atlas_core.analysis.compare import compare  # noqa: E402
 from atlas_core.models import open_model  # noqa: E402
 
-N = 240  # test images
+N = 160  # test images
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
