@@ -55,6 +55,8 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     names_a, names_b = [x.name for x in chosen_a], [x.name for x in chosen_b]
     pair = _pair(knn_pair, names_a, names_b, model_a, model_b if not same else model_a)
     aligned = None
+    if align is None and labels is not None:
+        raise UsageError("labels name the aligned atlases' cells: give --align LAYER_A,LAYER_B with --labels")
     if align is not None:
         aligned = _pair(align, names_a, names_b, model_a, model_b if not same else model_a, "--align")
         from .align import METHODS
