@@ -160,13 +160,17 @@ function describe(side, key, from){
   h.textContent = side.data.model + ' / ' + side.data.layer + ' - cell ' + (key % G) + ',' + Math.floor(key / G);
   box.append(h);
   const c = side.cells.get(key);
-  if (!c) { line(box, 'cell', 'empty (fewer than ' + D.min_count + ' images)'); return; }
-  line(box, 'images', String(c.count));
-  line(box, 'exemplar', D.names[c.exemplar]);
-  if (c.labels.length) line(box, 'labels', c.labels.map(l => l[0] + ' ' + Math.round(l[1] * 100) + '%').join(', '));
+  if (!c) line(box, 'cell', 'empty (fewer than ' + D.min_count + ' images)');
+  else {
+    line(box, 'images', String(c.count));
+    line(box, 'exemplar', D.names[c.exemplar]);
+    if (c.labels.length) line(box, 'labels', c.labels.map(l => l[0] + ' ' + Math.round(l[1] * 100) + '%').join(', '));
+  }
   if (from) {
     const same = from.ids.filter(i => side.data.cell_of[i] === key).length;
-    line(box, 'of the hovered cell\'s images here', same + ' of ' + from.ids.length);
+    const spread = new Set(from.ids.map(i => side.data.cell_of[i])).size;
+    line(box, 'of the hovered cell\'s images here', same + ' of ' + from.ids.length + ' (they lie in ' + spread +
+         (spread === 1 ? ' cell' : ' cells') + ' on this side)');
   }
 }
 function hover(k, ij){

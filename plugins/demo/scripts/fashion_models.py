@@ -2,7 +2,8 @@
 
 Trains (once; cached) and exports the three models of ``atlas_demo.fashion``, prints their accuracy, runs
 `health` on each (its training images against 1,000 held-out test images) and `compare` between the healthy
-model and each of the others on the 1,000 test images, prints the numbers, and with ``--docs`` copies the
+model and each of the others on the 1,000 test images (with the aligned atlases of ``ALIGN``), prints the
+numbers, and with ``--docs`` copies the
 pictures into docs/images/. Offline; the training takes about half a minute on two idle cores the first time
 (cached afterwards), the reports a few seconds.
 
@@ -23,6 +24,7 @@ from atlas_core.models import open_model
 from atlas_demo import fashion
 
 HELD_OUT = 1000
+ALIGN = {"memorize": ("relu3", "relu3"), "dead": ("relu4", "relu4")}  # the aligned atlases of docs/health.md
 TRAINING = 1000  # training images checked (all of them for the memorizing model, which saw only 256)
 
 
@@ -38,6 +40,7 @@ def main() -> None:
         print(f"{name:9s}  {m['train_accuracy']:9.3f}  {m['test_accuracy']:8.3f}  {m['seconds']:7.1f}")
     held_out = fashion.fashion_images("test", 0, HELD_OUT)
     layers = list(fashion.LAYERS)
+    labels = [fashion.CLASS_NAMES[k] for k in fashion.fashion_labels("test", 0, HELD_OUT)]
     models = {name: open_model(path) for name, path in paths.items()}
     pictures = {}
     for name, model in models.items():
@@ -56,12 +59,19 @@ def main() -> None:
         pictures[f"fashion-health-{name}.png"] = out / name / "health.png"
     for other in ("memorize", "dead"):
         report = compare(models["healthy"], models[other], held_out, out / f"compare-healthy-{other}",
-                         layers_a=layers, layers_b=layers, knn_pair=("relu4", "relu4"), quiet=True)
+                         layers_a=layers, layers_b=layers, knn_pair=("relu4", "relu4"), quiet=True,
+                         align=ALIGN[other], labels=labels)
         cka = np.array(report["cka"], dtype=float)
         print(f"\nCKA healthy / {other} on {report['images']} test images (same layer): "
               + ", ".join(f"{n} {v:.3f}" for n, v in zip(layers, np.diag(cka))))
         print(f"  kNN overlap (k = {report['knn']['k']}) of relu4: mean {report['knn']['mean']:.3f}")
         pictures[f"fashion-compare-healthy-{other}.png"] = out / f"compare-healthy-{other}" / "compare.png"
+        al = report["aligned"]
+        print(f"  aligned atlases of {al['layer_a']} ({al['images']} images, grid {al['grid']}): "
+              + "; ".join(f"{name} trustworthiness {m['trustworthiness_a']:.4f} / {m['trustworthiness_b']:.4f}, "
+                          f"same cell {m['same_cell']:.3f}" for name, m in al["methods"].items() if m)
+              + f"; each layer alone {al['plain']['trustworthiness_a']:.4f} / {al['plain']['trustworthiness_b']:.4f}")
+        pictures[f"fashion-aligned-healthy-{other}.png"] = out / f"compare-healthy-{other}" / "aligned.png"
     if args.docs:
         docs = Path(args.docs)
         docs.mkdir(parents=True, exist_ok=True)
