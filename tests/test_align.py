@@ -35,8 +35,9 @@ def labels():
 def pair(models, labels, tmp_path_factory):
     """healthy relu3 against memorize relu3 on the same N test images."""
     out = tmp_path_factory.mktemp("pair")
-    report = compare(open_model(models["healthy"]), open_model(models["memorize"]), fashion.fashion_images("test", 0, N),
-                     out, layers_a=["relu3"], layers_b=["relu3"], align="relu3,relu3", labels=labels, quiet=True)
+    report = compare(open_model(models["healthy"]), open_model(models["memorize"]),
+                     fashion.fashion_images("test", 0, N), out, layers_a=["relu3"], layers_b=["relu3"],
+                     align="relu3,relu3", labels=labels, quiet=True)
     return out, report, json.loads((out / "aligned.json").read_text())
 
 

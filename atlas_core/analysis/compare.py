@@ -177,9 +177,13 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     if aligned and knn_a:
         from .align import aligned_atlases
         b_model = model_a if same else model_b
+
+        def load(row):  # the image of an aligned row, for its icon
+            return _reload(source, knn_index[row], decoder.size)
+
         report["aligned"] = aligned_atlases(
             registry, np.concatenate(align_a), np.concatenate(align_b), knn_names,
-            lambda r: _reload(source, knn_index[r], decoder.size), lambda r: _reload(source, knn_index[r], decoder.size),
+            load, load,
             out, aligned[0], aligned[1], report["model_a"], str(getattr(b_model, "name", "")),
             method=align_method, reducer=align_reducer, grid=align_grid,
             labels=None if labels is None else [labels[i] for i in knn_index], seed=seed)

@@ -201,11 +201,15 @@ function hover(k, ij){
 let drag = null;
 sides.forEach((s, k) => {
   s.el.addEventListener('mousemove', ev => {
-    if (drag) { view.tx = drag.tx + ev.clientX - drag.x; view.ty = drag.ty + ev.clientY - drag.y; clampView(); apply(); }
+    if (drag) {
+      view.tx = drag.tx + ev.clientX - drag.x; view.ty = drag.ty + ev.clientY - drag.y; clampView(); apply();
+    }
     hover(k, cellAt(s, ev));
   });
   s.el.addEventListener('mouseleave', () => { drag = null; hover(k, null); });
-  s.el.addEventListener('mousedown', ev => { drag = {x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty}; ev.preventDefault(); });
+  s.el.addEventListener('mousedown', ev => {
+    drag = {x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty}; ev.preventDefault();
+  });
   s.el.addEventListener('mouseup', () => { drag = null; });
   s.el.addEventListener('dblclick', () => { view.scale = 1; view.tx = 0; view.ty = 0; apply(); });
   s.el.addEventListener('wheel', ev => {
