@@ -105,11 +105,15 @@ def test_mistakes_are_one_line_errors(models, capsys, tmp_path):
     for extra, words in ((["--align", "relu3,nosuch"], "unknown layer 'nosuch'"),
                          (["--align", "relu3,relu2,relu1"], "one layer of A and one of B"),
                          (["--align", "relu3", "--align-grid", "0"], "--align-grid"),
-                         (["--align", "relu3", "--align-reducer", "nosuch"], "nosuch")):
+                         (["--align", "relu3", "--align-reducer", "nosuch"], "nosuch"),
+                         (["--align", "relu3", "--align-reducer", "pca", "--align-method", "aligned-umap"],
+                          "needs a reducer with fit_transform_aligned"),
+                         (["--labels", "folders"], "give --align")):
         code = main(["compare", str(models["healthy"]), "--images", str(images), "--out", str(tmp_path / "o"),
                      "--layers-a", "relu3", "--quiet"] + extra)
         err = capsys.readouterr().err
         assert code != 0 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "o" / "compare.json").exists()  # refused before any work
 
 
 @pytest.mark.browser

@@ -66,7 +66,10 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
             positive(align_grid, "--align-grid")
         from ..plugins import get_registry
         registry = get_registry()
-        registry.reducer(align_reducer, n_components=2, random_state=seed)  # an unknown one: refused now
+        probe = registry.reducer(align_reducer, n_components=2, random_state=seed)  # an unknown one: refused now
+        if align_method == "aligned-umap" and not callable(getattr(probe, "fit_transform_aligned", None)):
+            raise UsageError(f"--align-method aligned-umap needs a reducer with fit_transform_aligned (umap); "
+                             f"{align_reducer!r} has none")
         if labels is not None and not isinstance(labels, (list, tuple)):
             from ..labels import read_labels
             labels = read_labels(labels, source)
