@@ -232,7 +232,7 @@ def cmd_compare(args) -> int:
     report = compare(a, b, open_source(args.images), args.out, layers_a=args.layers_a, layers_b=args.layers_b,
                      knn_pair=args.knn_pair, k=args.knn, batch_size=args.batch_size, cka_batch=args.cka_batch,
                      quiet=args.quiet, align=args.align, align_method=args.align_method, align_grid=args.align_grid,
-                     align_reducer=args.align_reducer, labels=args.labels)
+                     align_reducer=args.align_reducer, labels=args.labels, align_samples=args.align_samples)
     print(summary_line(report, args.out))
     return 0
 
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the aligned layout drawn (default joint; both are measured)")
     p.add_argument("--align-grid", type=int, metavar="N", help="cells a side of the aligned atlases (default: auto)")
     p.add_argument("--align-reducer", default="umap", help="reducer of the aligned layouts (default umap)")
+    p.add_argument("--align-samples", choices=("pool", "position"), default="pool",
+                   help="aligned samples: one mean-pooled vector per image (default), or one random inner position "
+                        "per image, the same in both layers (two spatial layers of one size)")
     p.add_argument("--labels", help="ground truth for the aligned atlases' cells: a CSV of file,label or 'folders'")
     p.add_argument("--quiet", action="store_true")
     add_model_arguments(p)

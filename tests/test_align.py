@@ -108,12 +108,33 @@ def test_mistakes_are_one_line_errors(models, capsys, tmp_path):
                          (["--align", "relu3", "--align-reducer", "nosuch"], "nosuch"),
                          (["--align", "relu3", "--align-reducer", "pca", "--align-method", "aligned-umap"],
                           "needs a reducer with fit_transform_aligned"),
-                         (["--labels", "folders"], "give --align")):
+                         (["--labels", "folders"], "give --align"),
+                         (["--align", "relu3,relu4", "--align-samples", "position"], "relu4 is dense")):
         code = main(["compare", str(models["healthy"]), "--images", str(images), "--out", str(tmp_path / "o"),
                      "--layers-a", "relu3", "--quiet"] + extra)
         err = capsys.readouterr().err
         assert code != 0 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "o" / "compare.json").exists()  # refused before any work
+
+
+def test_one_position_per_image_the_same_in_both_layers(models, tmp_path):
+    """--align-samples position: one inner position of each image, fixed by the seed and the image, the same
+    (y, x) in both layers, and the mosaics drawn."""
+    from atlas_core.analysis.compare import _inner_position
+    source = fashion.fashion_images("test", 0, 64)
+    healthy, dead = open_model(models["healthy"]), open_model(models["dead"])
+    report = compare(healthy, dead, source, tmp_path, layers_a=["relu3"], layers_b=["relu3"], align="relu3,relu3",
+                     align_samples="position", quiet=True)
+    aligned = json.loads((tmp_path / "aligned.json").read_text())
+    assert report["aligned"]["samples"].startswith("one random inner position")
+    where = np.array(aligned["where"])
+    assert where.shape == (64, 2) and where.min() >= 1 and where.max() <= 5  # 7 x 7, edges left out
+    index = [source.names.index(n) for n in aligned["names"]]
+    assert [tuple(w) for w in where] == [_inner_position(0, i, (7, 7)) for i in index]
+    assert len(set(map(tuple, where))) > 10  # not one position for all
+    from PIL import Image
+    with Image.open(tmp_path / "aligned-a.png") as mosaic:
+        assert mosaic.size[0] == aligned["grid"] * max(40, 480 // aligned["grid"])
 
 
 @pytest.mark.browser

@@ -131,11 +131,14 @@ def aligned_atlases(registry, a: np.ndarray, b: np.ndarray, names: Sequence[str]
                     layer_a: str, layer_b: str, model_a: str, model_b: str, method: Optional[str] = None,
                     reducer: str = "umap", reducer_params: Optional[dict] = None, grid: Optional[int] = None,
                     min_count: int = MIN_COUNT, labels: Optional[Sequence] = None, icon_size: int = ICON_SIZE,
-                    seed: int = 0, baseline: bool = True) -> dict:
+                    seed: int = 0, baseline: bool = True, where: Optional[Sequence] = None,
+                    fields: Optional[tuple] = None) -> dict:
     """Both aligned layouts of ``a`` (layer ``layer_a``) and ``b`` (``layer_b``), rows being the same images
     ``names``; trustworthiness of each side of each against that layer's own activations (and of each layer's
     own plain layout where ``baseline``); the ``method`` layout (None: :data:`DEFAULT_METHOD`) binned and drawn.
-    ``load_a(row)`` / ``load_b(row)`` give the image of a row at each model's input size (for the icons).
+    ``load_a(row)`` / ``load_b(row)`` give the image of a row at each model's input size (for the icons);
+    ``where`` (a row's layer position (y, x), None: pooled samples, whole images) with ``fields`` (each layer's
+    receptive field) cuts each icon as the exemplar renderer does.
     Writes OUT/aligned.json, aligned-a.png, aligned-b.png, aligned.png and aligned.html; returns the summary that
     compare.json keeps."""
     out = Path(out)
@@ -179,13 +182,15 @@ def aligned_atlases(registry, a: np.ndarray, b: np.ndarray, names: Sequence[str]
     icon_size = max(int(icon_size), 480 // grid)  # the mosaics at least 480 pixels a side
     label_sets = {"ground truth": list(labels)} if labels is not None else None
     sides = []
-    for tag, acts, layout, load, layer, model in (("a", a, la, load_a, layer_a, model_a),
-                                                   ("b", b, lb, load_b, layer_b, model_b)):
+    for tag, acts, layout, load, layer, model, field in (
+            ("a", a, la, load_a, layer_a, model_a, (fields or (None, None))[0]),
+            ("b", b, lb, load_b, layer_b, model_b, (fields or (None, None))[1])):
         level = make_level(layout, acts, grid, max(1, int(min_count)), label_sets)
         icons = {}
         for cell in level.cells:
             top = int(cell.members[0])  # the member nearest the cell's direction (cosine), as exemplars pick
-            icons[(cell.i, cell.j)] = patch(load(top), -1, -1, None, icon_size)
+            y, x = (-1, -1) if where is None else where[top]
+            icons[(cell.i, cell.j)] = patch(load(top), y, x, field, icon_size)
         mosaic = _mosaic(level, icons, grid, icon_size)
         mosaic.save(out / f"aligned-{tag}.png")
         sides.append({
@@ -198,9 +203,11 @@ def aligned_atlases(registry, a: np.ndarray, b: np.ndarray, names: Sequence[str]
             "_mosaic": mosaic})
     summary = {"layer_a": layer_a, "layer_b": layer_b, "method": method, "reducer": reducer,
                "reducer_params": dict(reducer_params or {}), "images": n, "grid": grid, "min_count": int(min_count),
-               "samples": "one mean-pooled vector per image (as CKA and the kNN overlap)",
+               "samples": ("one mean-pooled vector per image (as CKA and the kNN overlap)" if where is None else
+                           "one random inner position per image, the same in both layers"),
                "trustworthiness_k": TRUST_K, "methods": measured, "plain": plain}
     report = {**summary, "names": list(map(str, names)), "labelled": labels is not None,
+              "where": None if where is None else [[int(y), int(x)] for y, x in where],
               "sides": [{k: v for k, v in s.items() if k != "_mosaic"} for s in sides]}
     (out / "aligned.json").write_text(json.dumps(report, indent=None, separators=(",", ":")))
     from .draw import aligned_figure

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..images import BadImage
 from ..progress import Progress
+from ..receptive import receptive_field
 from ..types import UsageError
 from . import stream
 from .health import _open, _out_dir, positive
@@ -28,7 +29,7 @@ KNN_CAP = 2000  # images kept for the kNN overlap
 def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pair=None, k: int = 10,
             batch_size: int = 32, cka_batch: int = CKA_BATCH, knn_cap: int = KNN_CAP, seed: int = 0,
             quiet: bool = False, align=None, align_method=None, align_grid=None, align_reducer: str = "umap",
-            labels=None) -> dict:
+            labels=None, align_samples: str = "pool") -> dict:
     """CKA of ``layers_a`` of ``model_a`` against ``layers_b`` of ``model_b`` (None: of ``model_a`` itself) over
     ``source``; the kNN overlap (``k`` neighbours) of ``knn_pair`` = (layer of A, layer of B), by default the last
     chosen layer of each. Writes OUT/compare.json, OUT/compare.png and OUT/index.html; returns the JSON's dict.
@@ -36,7 +37,9 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
     ``align`` = (layer of A, layer of B) also draws their aligned atlases on the same (at most ``knn_cap``)
     images (:mod:`atlas_core.analysis.align`: both methods measured, ``align_method`` drawn, ``align_grid``
     cells a side, reducer ``align_reducer``; ``labels``: ground truth per image of ``source``, or a CSV path or
-    "folders", for the cells' labels): OUT/aligned.json, aligned*.png, aligned.html.
+    "folders", for the cells' labels; ``align_samples``: "pool", one mean-pooled vector per image, or
+    "position", the vectors at one random inner position per image, the same for both layers, as the reference
+    samples): OUT/aligned.json, aligned*.png, aligned.html.
 
     Layers are None or "all" (every layer), names, or a comma-separated string; models and sources may be
     given as opened objects or as paths."""
@@ -54,7 +57,7 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
         raise UsageError(f"the CKA minibatch must hold at least {MinibatchCKA.MIN_BATCH} images; got {cka_batch}")
     names_a, names_b = [x.name for x in chosen_a], [x.name for x in chosen_b]
     pair = _pair(knn_pair, names_a, names_b, model_a, model_b if not same else model_a)
-    aligned = None
+    aligned = grid_hw = None
     if align is None and labels is not None:
         raise UsageError("labels name the aligned atlases' cells: give --align LAYER_A,LAYER_B with --labels")
     if align is not None:
@@ -75,6 +78,7 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
             labels = read_labels(labels, source)
         if labels is not None and len(labels) != len(source):
             raise UsageError(f"labels: {len(labels)} for {len(source)} images")
+        grid_hw = _position_grid(align_samples, aligned, model_a, model_a if same else model_b)
     out = _out_dir(out)
 
     extra_a = [aligned[0]] if aligned else []
@@ -112,13 +116,21 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
         pending = 0
 
     def fetch(batch):
-        va = _pooled(model_a, batch.images, taps_a)
+        at_a = at_b = None
+        if aligned and grid_hw:
+            where = np.array([_inner_position(seed, i, grid_hw) for i in batch.indices]).reshape(-1, 2)
+            flat = where[:, 0] * grid_hw[1] + where[:, 1]
+            at_a = {aligned[0]: flat}
+            at_b = {aligned[1]: flat}
+            if same:
+                at_a = {**at_a, **at_b}
+        va = _pooled(model_a, batch.images, taps_a, at_a)
         if same:
             return va, va
         images_b = batch.images
         if size_b is not None and tuple(size_b) != tuple(batch.images.shape[1:3]):
             images_b = np.stack([_reload(source, i, size_b) for i in batch.indices])
-        return va, _pooled(model_b, images_b, taps_b)
+        return va, _pooled(model_b, images_b, taps_b, at_b)
 
     progress = Progress("compare", len(source), quiet=quiet)
     seen = 0
@@ -144,8 +156,9 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
             knn_names.extend(batch.names[r] for r in rows)
             knn_index.extend(batch.indices[r] for r in rows)
             if aligned:
-                align_a.append(va[aligned[0]][rows])
-                align_b.append(vb[aligned[1]][rows])
+                key_a, key_b = ((("at", aligned[0]), ("at", aligned[1])) if grid_hw else aligned)
+                align_a.append(va[key_a][rows])
+                align_b.append(vb[key_b][rows])
         seen += len(batch.indices)
         progress.update(seen + len(decoder.skipped) - progress.done)
     if pending:
@@ -189,7 +202,10 @@ def compare(model_a, model_b, source, out, layers_a=None, layers_b=None, knn_pai
             load, load,
             out, aligned[0], aligned[1], report["model_a"], str(getattr(b_model, "name", "")),
             method=align_method, reducer=align_reducer, grid=align_grid,
-            labels=None if labels is None else [labels[i] for i in knn_index], seed=seed)
+            labels=None if labels is None else [labels[i] for i in knn_index], seed=seed,
+            where=None if not grid_hw else [_inner_position(seed, i, grid_hw) for i in knn_index],
+            fields=None if not grid_hw else (receptive_field(model_a, aligned[0]),
+                                             receptive_field(b_model, aligned[1])))
     (out / "compare.json").write_text(json.dumps(report, indent=1))
     from .draw import heatmap_figure
     from .page import compare_page
@@ -221,8 +237,41 @@ def _pair(knn_pair, names_a: list, names_b: list, model_a, model_b, what: str = 
     return (a, b)
 
 
-def _pooled(model, images: np.ndarray, names: list) -> dict:
-    return {n: stream.pooled(v, axis) for n, (v, axis) in stream.channel_values(model, images, names).items()}
+def _pooled(model, images: np.ndarray, names: list, at: dict = None) -> dict:
+    """Each layer's mean-pooled vectors; for the layers of ``at`` also, under ("at", layer), the vectors at the
+    given flat position of each image."""
+    values = stream.channel_values(model, images, names)
+    out = {n: stream.pooled(v, axis) for n, (v, axis) in values.items()}
+    for n, flat in (at or {}).items():
+        v, axis = values[n]
+        rows = np.arange(len(v))
+        out[("at", n)] = np.asarray(v[rows, :, flat] if axis == 2 else v[rows, flat, :], np.float32)
+    return out
+
+
+def _position_grid(samples: str, pair: tuple, model_a, model_b):
+    """None for pooled aligned samples; for "position", the (H, W) both layers share (else a UsageError)."""
+    if samples == "pool":
+        return None
+    if samples != "position":
+        raise UsageError(f"--align-samples must be pool or position; got {samples!r}")
+    shapes = [{x.name: x for x in m.layers()}[n].shape for m, n in ((model_a, pair[0]), (model_b, pair[1]))]
+    hw = [tuple(s[:2]) if s is not None and len(s) == 3 and None not in s[:2] else None for s in shapes]
+    if hw[0] is None or hw[0] != hw[1]:
+        raise UsageError(f"--align-samples position needs two spatial layers of one size; {pair[0]} is "
+                         f"{_shape_text(shapes[0])}, {pair[1]} is {_shape_text(shapes[1])} (use pool)")
+    return hw[0]
+
+
+def _shape_text(shape) -> str:
+    return "dense" if shape is not None and len(shape) == 1 else " x ".join(map(str, shape or ("?",)))
+
+
+def _inner_position(seed: int, image: int, hw: tuple) -> tuple:
+    """The one position (y, x) sampled from image ``image``: random, fixed by the seed and the image, away from
+    the edges where the layer is at least 3 positions wide (the reference skips the first row and column)."""
+    rng = np.random.default_rng([int(seed), int(image)])
+    return tuple(int(rng.integers(1, n - 1)) if n >= 3 else int(rng.integers(0, n)) for n in hw)
 
 
 def _reload(source, i: int, size) -> np.ndarray:
