@@ -1,5 +1,5 @@
 """The ray executor on a local Ray cluster of 2 workers, with EfficientNet-Lite0 (real ImageNet weights, the
-dynamo ONNX export) on 96 real images (scikit-image's lfw_subset): the store and the atlas equal the in-process
+dynamo ONNX export) on 48 real images (scikit-image's lfw_subset): the store and the atlas equal the in-process
 executor's; a worker killed mid-run loses only the chunks it had not written, and reruns give the same store."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ OPTIONS = dict(reducer="pca", levels=(2, 3), min_count=2, samples_per_image=2, a
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray")
     images = folder / "lfw.npy"
-    np.save(images, atlas_demo.lfw()[0].array[52:148])  # 48 faces, 48 non-faces
+    np.save(images, atlas_demo.lfw()[0].array[76:124])  # 24 faces, 24 non-faces
     return dict(model=str(atlas_demo.efficientnet_lite0_onnx("dynamo")), images=str(images), folder=folder)
 
 
@@ -153,8 +153,8 @@ def test_cli_starts_a_local_cluster_quietly(data, reference, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert lines[0] == "collect: 0/96 (0.0s)" and lines[-1].startswith("icons:exemplar:"), run.stderr
-    assert any(line.startswith("collect: 96/96") for line in lines), run.stderr
+    assert lines[0] == "collect: 0/48 (0.0s)" and lines[-1].startswith("icons:exemplar:"), run.stderr
+    assert any(line.startswith("collect: 48/48") for line in lines), run.stderr
     noise = [line for line in lines + run.stdout.splitlines()
              if re.search(r"\bray\b|raylet|core_worker|warning|deprecat|\(pid=", line, re.IGNORECASE)]
     assert not noise, noise
