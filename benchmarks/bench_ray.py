@@ -137,7 +137,8 @@ def main() -> None:
               "samples_per_s": {n: statistics.median(v) for n, v in totals.items()},
               "steady_samples_per_s": {n: statistics.median(v) for n, v in steady.items()},
               "runs": {n: [round(x, 1) for x in totals[n]] for n in names},
-              "write_chunk_images": args.write_chunk, "chunk_bytes": statistics.median(sizes), "chunk_write_ms": 1000 * statistics.median(writes),
+              "write_chunk_images": args.write_chunk, "chunk_bytes": statistics.median(sizes),
+              "chunk_write_ms": 1000 * statistics.median(writes),
               "write_mb_s": write_mb_s, "consolidate_mb_s": consolidated / consolidate_s / 1e6}
     base = result["samples_per_s"][names[0]]
     print(f"\n{args.images} images x {args.samples_per_image} = {n_samples} samples of {LAYER} ({channels} channels), "
@@ -153,7 +154,8 @@ def main() -> None:
     print(f"2 workers / 1 worker: {two / one:.2f}x (steady {s2 / s1:.2f}x); Ray 2x1 against in-process 2 threads: "
           f"{two / base:.2f} (steady {s2 / result['steady_samples_per_s'][names[0]]:.2f})")
     print(f"store: chunk of {args.write_chunk} images, {result['chunk_bytes'] / 1e3:.0f} kB, written in "
-          f"{result['chunk_write_ms']:.1f} ms ({write_mb_s:.0f} MB/s); consolidate {result['consolidate_mb_s']:.0f} MB/s")
+          f"{result['chunk_write_ms']:.1f} ms ({write_mb_s:.0f} MB/s); "
+          f"consolidate {result['consolidate_mb_s']:.0f} MB/s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
