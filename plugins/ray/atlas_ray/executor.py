@@ -45,18 +45,36 @@ class ChunkWorker:
         options = dict(task.input_options, threads=threads)
         if device:
             options["device"] = device
-        meta = os.path.join(task.store_root, task.store_key, "meta.json")
-        if not os.path.isfile(meta):
-            import socket
-            raise UsageError(f"the samples store {os.path.dirname(meta)} is not visible on the Ray node "
-                             f"{socket.gethostname()}: put the atlas folder on a filesystem that the driver and "
-                             "every worker share")
-        self.collector = dataclasses.replace(task, input_options=options).open()
+        self.error: Optional[UsageError] = None
+        try:
+            meta = os.path.join(task.store_root, task.store_key, "meta.json")
+            if not os.path.isfile(meta):
+                import socket
+                raise UsageError(f"the samples store {os.path.dirname(meta)} is not visible on the Ray node "
+                                 f"{socket.gethostname()}: put the atlas folder on a filesystem that the driver "
+                                 "and every worker share")
+            self.collector = dataclasses.replace(task, input_options=options).open()
+        except UsageError as exc:  # told on the first chunk: an actor's failed __init__ reaches the driver as text
+            self.error = str(exc)
 
     def __call__(self, batch: dict) -> dict:
+        """Collect and write the chunks of ``batch["chunk"]``; a user's error (or the machine's, such as a full
+        disk) comes back as the row's ``error`` (Ray keeps only the text of a worker's exception)."""
         chunks = [int(k) for k in batch["chunk"]]
-        images = [self.collector.collect(k) for k in chunks]
-        return {"chunk": np.asarray(chunks, np.int64), "images": np.asarray(images, np.int64)}
+        images, errors = [], []
+        for k in chunks:
+            error, n = self.error or "", 0
+            if not error:
+                try:
+                    n = self.collector.collect(k)
+                except UsageError as exc:
+                    error = str(exc)
+                except OSError as exc:
+                    error = f"{exc.strerror or exc}" + (f" (writing {exc.filename})" if exc.filename else "")
+            images.append(n)
+            errors.append(error)
+        return {"chunk": np.asarray(chunks, np.int64), "images": np.asarray(images, np.int64),
+                "error": np.asarray(errors, dtype=object)}
 
 
 class RayExecutor:
@@ -152,6 +170,8 @@ def _cluster(ray, opts: dict, silence):
         return
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
     address = opts["address"]
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -170,6 +190,22 @@ def _cluster(ray, opts: dict, silence):
         ray.shutdown()
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A one-line error at once if nothing listens at ``HOST:PORT`` (``ray.init`` would wait for minutes)."""
+    if address in ("auto", "local"):
+        return
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address must be auto or HOST:PORT (the Ray head's, e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there with "
+                         "ray start --head, or leave --address out for a local one") from None
+
+
 def _map(ray, task: CollectTask, todo: list, workers: int, threads: int, gpus: float):
     """Map chunk numbers ``todo`` through a fresh pool of actors; yields each chunk's number once it is written."""
     context = ray.data.DataContext.get_current()
@@ -186,6 +222,8 @@ def _map(ray, task: CollectTask, todo: list, workers: int, threads: int, gpus: f
             num_cpus=threads, num_gpus=gpus or None,
             max_restarts=0)  # the driver retries from the store (see the module's docstring)
         for row in ds.iter_rows():
+            if row["error"]:
+                raise UsageError(f"a Ray worker: {row['error']}")
             yield int(row["chunk"])
     finally:
         for name, value in saved.items():
@@ -206,7 +244,11 @@ def _causes(exc: BaseException):
 
 
 def _lost_name(exc: BaseException) -> Optional[str]:
+    """The name of the Ray exception that says a worker or node was lost, or None (an actor whose ``__init__``
+    raised was not lost: that is a bug, raised as it is)."""
     for e in _causes(exc):
+        if getattr(e, "actor_init_failed", False):
+            return None
         for cls in type(e).__mro__:
             if cls.__name__ in LOST:
                 return cls.__name__
@@ -214,27 +256,10 @@ def _lost_name(exc: BaseException) -> Optional[str]:
 
 
 def _reraise_unless_lost(exc: BaseException) -> None:
-    """Return if ``exc`` is the loss of a worker (the driver retries); raise what the user must see otherwise: a
-    user's error raised in a worker as one line, an OSError as itself (the CLI says what to do), else ``exc``."""
-    for e in _causes(exc):
-        if isinstance(e, UsageError) and not _from_ray(e):
-            raise UsageError(f"a Ray worker: {_first_line(e)}") from None
-    for e in _causes(exc):
-        if isinstance(e, OSError) and not _from_ray(e):
-            raise e from None
-    if _lost_name(exc) is None:
+    """Return if ``exc`` is the loss of a worker (the driver retries); raise it otherwise (a user's error told by
+    a worker is already a one-line UsageError; anything else is a bug, raised as it is)."""
+    if isinstance(exc, (UsageError, OSError)) or _lost_name(exc) is None:
         raise exc
-
-
-def _from_ray(exc: BaseException) -> bool:
-    """Whether ``exc`` is one of Ray's exceptions (Ray wraps a worker's exception in a class derived from both)."""
-    return any(cls.__module__.startswith("ray.") for cls in type(exc).__mro__)
-
-
-def _first_line(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    text = str(args[0]) if args else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 @contextmanager

@@ -184,3 +184,19 @@ def test_registration_imports_no_ray():
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # not even when the executor is created: only when it collects
+
+
+def test_a_worker_tells_a_users_error_as_data(data, reference):
+    """A worker that cannot open the task (here: the store is not on a filesystem it sees) answers each chunk with
+    the one-line error, which the driver raises (Ray would keep only the text of an exception)."""
+    import dataclasses
+
+    from atlas_core.stages.collect import CollectTask
+    from atlas_ray.executor import ChunkWorker
+    store = reference.store()
+    task = CollectTask(model=data["model"], backend=None, input_options={}, images=data["images"], layer=LAYER,
+                       config={}, store_root="/nonexistent/store", store_key=store.key)
+    answer = ChunkWorker(task, threads=1)({"chunk": np.array([0, 1])})
+    assert list(answer["images"]) == [0, 0] and "is not visible on the Ray node" in answer["error"][0]
+    task = dataclasses.replace(task, store_root=str(store.parent), images="/nonexistent/images.npy")
+    assert "does not exist" in ChunkWorker(task, threads=1)({"chunk": np.array([0])})["error"][0]
