@@ -195,7 +195,8 @@ def test_a_worker_tells_a_users_error_as_data(data, reference):
     from atlas_ray.executor import ChunkWorker
     store = reference.store()
     task = CollectTask(model=data["model"], backend=None, input_options={}, images=data["images"], layer=LAYER,
-                       config={}, store_root="/nonexistent/store", store_key=store.key)
+                       config={"layer": LAYER, "attribution": False}, store_root="/nonexistent/store",
+                       store_key=store.key)
     answer = ChunkWorker(task, threads=1)({"chunk": np.array([0, 1])})
     assert list(answer["images"]) == [0, 0] and "is not visible on the Ray node" in answer["error"][0]
     task = dataclasses.replace(task, store_root=str(store.parent), images="/nonexistent/images.npy")
