@@ -12,7 +12,8 @@ a fresh actor pool, which opens the model once per worker.
   time from the last of those first chunks to the last chunk (start-up left out).
 
 Then the store's own rates on this disk: writing whole chunks (``SampleStore.write_chunk``: savez, fsync, rename)
-and consolidating them (``SampleStore.consolidate``), in MB/s, from the real chunks the runs wrote.
+and consolidating them (``SampleStore.consolidate``), in MB/s, from the real chunks the runs wrote; and the rate
+at which one thread decodes 640x480 JPEG files to 224x224 (what a GPU worker would wait for).
 
     .venv/bin/python benchmarks/bench_ray.py --images 512 --chunk 32 --rounds 3
 """
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--write-chunk", type=int, default=256, help="images per chunk for the store's write rate")
     parser.add_argument("--writes", type=int, default=9, help="chunk writes timed for the store's write rate")
+    parser.add_argument("--decode", type=int, default=64, help="640x480 JPEG files decoded for the decode rate")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -129,6 +131,21 @@ def main() -> None:
     last_store.consolidate()
     consolidate_s = time.perf_counter() - t
     consolidated = sum((last_store.root / f"{c}.npy").stat().st_size for c in last_store.columns())
+    # what a GPU worker would wait for: decoding and resizing JPEG files on one CPU thread (the worker loads
+    # its chunk's images itself, one after the other)
+    from PIL import Image
+
+    from atlas_core.images import open_source
+    folder = work / "jpeg"
+    folder.mkdir()
+    for i in range(args.decode):
+        view = source.load(picks[i % len(picks)], (480, 640))
+        Image.fromarray((view * 255).round().astype(np.uint8)).save(folder / f"{i:04d}.jpg", quality=90)
+    jpegs = open_source(str(folder))
+    t = time.perf_counter()
+    for i in range(len(jpegs)):
+        jpegs.load(i, (224, 224))
+    decode_per_s = len(jpegs) / (time.perf_counter() - t)
     shutil.rmtree(work, ignore_errors=True)
 
     result = {"images": args.images, "chunk_images": args.chunk, "samples_per_image": args.samples_per_image,
@@ -139,7 +156,8 @@ def main() -> None:
               "runs": {n: [round(x, 1) for x in totals[n]] for n in names},
               "write_chunk_images": args.write_chunk, "chunk_bytes": statistics.median(sizes),
               "chunk_write_ms": 1000 * statistics.median(writes),
-              "write_mb_s": write_mb_s, "consolidate_mb_s": consolidated / consolidate_s / 1e6}
+              "write_mb_s": write_mb_s, "consolidate_mb_s": consolidated / consolidate_s / 1e6,
+              "decode_images_per_s": decode_per_s}
     base = result["samples_per_s"][names[0]]
     print(f"\n{args.images} images x {args.samples_per_image} = {n_samples} samples of {LAYER} ({channels} channels), "
           f"chunks of {args.chunk}, batch {args.batch}, {args.rounds} rounds; local Ray cluster start "
@@ -156,6 +174,7 @@ def main() -> None:
     print(f"store: chunk of {args.write_chunk} images, {result['chunk_bytes'] / 1e3:.0f} kB, written in "
           f"{result['chunk_write_ms']:.1f} ms ({write_mb_s:.0f} MB/s); "
           f"consolidate {result['consolidate_mb_s']:.0f} MB/s")
+    print(f"decoding 640x480 JPEG files to 224x224, one thread: {decode_per_s:.0f} images/s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
