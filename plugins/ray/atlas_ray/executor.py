@@ -280,6 +280,8 @@ def _quiet():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
+            # JAX (imported for attribution) warns at every fork; Ray's fork_exec starts its processes at once
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
             silence()
             yield silence
     finally:

@@ -201,3 +201,20 @@ def test_a_worker_tells_a_users_error_as_data(data, reference):
     assert list(answer["images"]) == [0, 0] and "is not visible on the Ray node" in answer["error"][0]
     task = dataclasses.replace(task, store_root=str(store.parent), images="/nonexistent/images.npy")
     assert "does not exist" in ChunkWorker(task, threads=1)({"chunk": np.array([0])})["error"][0]
+
+
+def test_a_worker_adds_the_columns_the_driver_adds(data, tmp_path):
+    """The task names the driver's per-sample columns: a worker adds attribution exactly when the driver's stages
+    do (the store's key says which), and one that cannot is a one-line error (a plugin missing on its node)."""
+    import dataclasses
+
+    from atlas_core.stages import build_state
+    from atlas_core.stages.collect import CollectStage, CollectTask
+    images = tmp_path / "three.npy"
+    np.save(images, np.load(data["images"])[:3])
+    state = build_state(data["model"], str(images), LAYER, tmp_path / "a", stages=[CollectStage],
+                        samples_per_image=2, chunk_images=3, quiet=True)  # attribution on, but not its stage
+    task = CollectTask.from_state(state)
+    assert task.columns == () and not task.open().state.columns
+    with pytest.raises(UsageError, match=r"a worker adds the per-sample columns \[\], the driver \['attribution'\]"):
+        dataclasses.replace(task, columns=("attribution",), config=dict(task.config, attribution=False)).open()
