@@ -58,6 +58,22 @@ def steady_rate(root: Path, workers: int, chunk: int, samples_per_image: int) ->
     return (len(after) - 1) * chunk * samples_per_image / (after[-1] - after[0])
 
 
+def table(result: dict, names: list, args, n_samples: int) -> None:
+    base = result["samples_per_s"][names[0]]
+    print(f"\n{args.images} images x {args.samples_per_image} = {n_samples} samples of {LAYER} "
+          f"({result['channels']} channels), chunks of {args.chunk}, batch {args.batch}, {args.rounds} rounds; local "
+          f"Ray cluster start {result['cluster_start_s']:.1f} s; load average {result['load_average'][0]:.2f}")
+    print("| executor | samples/s (median) | ratio to in-process 2 threads | steady samples/s |")
+    print("|---|---:|---:|---:|")
+    for n in names:
+        print(f"| {n} | {result['samples_per_s'][n]:.1f} | {result['samples_per_s'][n] / base:.2f} | "
+              f"{result['steady_samples_per_s'][n]:.1f} |")
+    two, one = result["samples_per_s"][names[3]], result["samples_per_s"][names[2]]
+    s2, s1 = result["steady_samples_per_s"][names[3]], result["steady_samples_per_s"][names[2]]
+    print(f"2 workers / 1 worker: {two / one:.2f}x (steady {s2 / s1:.2f}x); Ray 2x1 against in-process 2 threads: "
+          f"{two / base:.2f} (steady {s2 / result['steady_samples_per_s'][names[0]]:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
@@ -66,7 +82,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--write-chunk", type=int, default=256, help="images per chunk for the store's write rate")
-    parser.add_argument("--writes", type=int, default=9, help="chunk writes timed for the store's write rate")
+    parser.add_argument("--writes", type=int, default=32, help="chunks written for the store's write rate")
     parser.add_argument("--decode", type=int, default=64, help="640x480 JPEG files decoded for the decode rate")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -86,13 +102,12 @@ def main() -> None:
              object_store_memory=256 * 1024 ** 2)
     cluster_start = time.perf_counter() - t
 
-    build_state(model, str(images), LAYER, work / "warm-up", **options)  # onnxruntime's first session, page cache
+    warm = build_state(model, str(images), LAYER, work / "warm-up", **options)  # first session, page cache
     chosen = variants(2)
     names = list(chosen)
     totals: dict = {n: [] for n in names}
     steady: dict = {n: [] for n in names}
     n_samples = args.images * args.samples_per_image
-    last_store = None
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -105,32 +120,33 @@ def main() -> None:
             totals[name].append(n_samples / seconds)
             steady[name].append(steady_rate(state.store.root, workers, args.chunk, args.samples_per_image))
             print(f"round {r} {name}: {totals[name][-1]:.1f} samples/s, steady {steady[name][-1]:.1f}", flush=True)
-            last_store = state.store
     ray.shutdown()
 
-    # the store's rates on this disk: chunks of --write-chunk images joined from the real chunks of the last run
-    channels = last_store.activations().shape[1]
+    # the store's rates on this disk: --writes chunks of --write-chunk images, each joined from the real chunks of
+    # the warm-up run, written into one store (savez, fsync, rename), then consolidated
+    real = warm.store
+    channels = real.activations().shape[1]
     parts: dict = {}
-    for k in range(last_store.n_chunks):
-        with np.load(last_store.root / f"chunk-{k:07d}.npz") as z:
+    for k in range(real.n_chunks):
+        with np.load(real.root / f"chunk-{k:07d}.npz") as z:
             for c in z.files:
                 if c not in ("start", "end", "skipped"):
                     parts.setdefault(c, []).append(z[c])
     joined = {c: np.concatenate(v) for c, v in parts.items()}
     columns = {c: a[:max(1, round(len(a) * args.write_chunk / args.images))] for c, a in joined.items()}
-    writes, sizes = [], []
-    for i in range(args.writes):
-        store = SampleStore(work / "write", {"i": i}, args.write_chunk, args.write_chunk)
+    store = SampleStore(work / "write", {"bench": "write"}, args.writes * args.write_chunk, args.write_chunk)
+    writes = []
+    for k in range(args.writes):
         t = time.perf_counter()
-        store.write_chunk(0, columns, [])
+        store.write_chunk(k, columns, [])
         writes.append(time.perf_counter() - t)
-        sizes.append((store.root / "chunk-0000000.npz").stat().st_size)
-    write_mb_s = statistics.median(sizes) / statistics.median(writes) / 1e6
-    (last_store.root / "consolidated.json").unlink()
+    sizes = [(store.root / f"chunk-{k:07d}.npz").stat().st_size for k in range(args.writes)]
+    write_mb_s = sum(sizes) / sum(writes) / 1e6
     t = time.perf_counter()
-    last_store.consolidate()
+    store.consolidate()
     consolidate_s = time.perf_counter() - t
-    consolidated = sum((last_store.root / f"{c}.npy").stat().st_size for c in last_store.columns())
+    consolidated = sum((store.root / f"{c}.npy").stat().st_size for c in store.columns())
+
     # what a GPU worker would wait for: decoding and resizing JPEG files on one CPU thread (the worker loads
     # its chunk's images itself, one after the other)
     from PIL import Image
@@ -151,26 +167,15 @@ def main() -> None:
     result = {"images": args.images, "chunk_images": args.chunk, "samples_per_image": args.samples_per_image,
               "batch": args.batch, "rounds": args.rounds, "channels": channels, "cluster_start_s": cluster_start,
               "load_average": os.getloadavg(),
-              "samples_per_s": {n: statistics.median(v) for n, v in totals.items()},
-              "steady_samples_per_s": {n: statistics.median(v) for n, v in steady.items()},
+              "samples_per_s": {n: statistics.median(v) if v else None for n, v in totals.items()},
+              "steady_samples_per_s": {n: statistics.median(v) if v else None for n, v in steady.items()},
               "runs": {n: [round(x, 1) for x in totals[n]] for n in names},
               "write_chunk_images": args.write_chunk, "chunk_bytes": statistics.median(sizes),
               "chunk_write_ms": 1000 * statistics.median(writes),
               "write_mb_s": write_mb_s, "consolidate_mb_s": consolidated / consolidate_s / 1e6,
               "decode_images_per_s": decode_per_s}
-    base = result["samples_per_s"][names[0]]
-    print(f"\n{args.images} images x {args.samples_per_image} = {n_samples} samples of {LAYER} ({channels} channels), "
-          f"chunks of {args.chunk}, batch {args.batch}, {args.rounds} rounds; local Ray cluster start "
-          f"{cluster_start:.1f} s; load average {result['load_average'][0]:.2f}")
-    print("| executor | samples/s (median) | ratio to in-process 2 threads | steady samples/s |")
-    print("|---|---:|---:|---:|")
-    for n in names:
-        print(f"| {n} | {result['samples_per_s'][n]:.1f} | {result['samples_per_s'][n] / base:.2f} | "
-              f"{result['steady_samples_per_s'][n]:.1f} |")
-    two, one = result["samples_per_s"][names[3]], result["samples_per_s"][names[2]]
-    s2, s1 = result["steady_samples_per_s"][names[3]], result["steady_samples_per_s"][names[2]]
-    print(f"2 workers / 1 worker: {two / one:.2f}x (steady {s2 / s1:.2f}x); Ray 2x1 against in-process 2 threads: "
-          f"{two / base:.2f} (steady {s2 / result['steady_samples_per_s'][names[0]]:.2f})")
+    if args.rounds:
+        table(result, names, args, n_samples)
     print(f"store: chunk of {args.write_chunk} images, {result['chunk_bytes'] / 1e3:.0f} kB, written in "
           f"{result['chunk_write_ms']:.1f} ms ({write_mb_s:.0f} MB/s); "
           f"consolidate {result['consolidate_mb_s']:.0f} MB/s")
