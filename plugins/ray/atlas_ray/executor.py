@@ -11,9 +11,10 @@ writes. Only chunk numbers and image counts travel back; the driver's progress b
 Failures. An actor that dies (killed, out of memory, its node lost) aborts the dataset; every chunk written
 until then stays, and the driver maps the chunks still missing through a fresh pool, up to ``retries`` times;
 whatever is left after that is collected by the next ``atlas build`` (the core names the chunks and says so).
-Ray's own actor restarts are off (``max_restarts=0``): the driver's retry does the same from what is on disk, and
-a restartable actor with its constructor arguments in the object store makes Ray print an error line on the
-user's terminal at every start.
+Ray's own actor restarts are off by default (``restarts=0``, ``max_restarts=0``): the driver's retry does the same
+from what is on disk, and a restartable actor with its constructor arguments in the object store makes Ray print
+an error line on the user's terminal at every start. A large pool should turn them on (``restarts=3``): a lost
+actor is restarted and only its own chunks are retried, while the rest of the pool goes on.
 
 Ray is imported when the executor collects, never when it is registered or created.
 """
@@ -32,7 +33,7 @@ import numpy as np
 from atlas_core.stages.collect import CollectTask
 from atlas_core.types import UsageError
 
-OPTIONS = {"workers": None, "address": None, "threads": 1, "gpus": "auto", "retries": 2}
+OPTIONS = {"workers": None, "address": None, "threads": 1, "gpus": "auto", "retries": 2, "restarts": 0}
 # losses of a worker or a node: the driver maps the missing chunks again
 LOST = ("ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError",
         "OwnerDiedError", "ObjectReconstructionFailedError", "RaySystemError", "OutOfMemoryError")
@@ -81,8 +82,9 @@ class RayExecutor:
     """Executor ``ray`` (see the module's docstring). Options: ``workers`` (actors; default one per ``threads``
     CPUs of the cluster, or one per GPU), ``address`` (a running cluster, e.g. ``auto`` or ``HOST:6379``; none:
     a local cluster of ``workers`` x ``threads`` CPUs is started and stopped), ``threads`` (CPU threads per
-    worker, 1), ``gpus`` (GPUs per worker: ``auto`` is 1 where the cluster has GPUs, else 0) and ``retries``
-    (fresh pools for the chunks left by lost workers, 2)."""
+    worker, 1), ``gpus`` (GPUs per worker: ``auto`` is 1 where the cluster has GPUs, else 0; a fraction shares
+    a GPU between workers), ``retries`` (fresh pools for the chunks left by lost workers, 2) and ``restarts``
+    (Ray's own restarts of a lost actor, 0; for large pools, where a fresh pool costs every worker's chunk)."""
 
     name = "ray"
     options = dict(OPTIONS)
@@ -110,7 +112,7 @@ class RayExecutor:
                 if not todo:
                     break
                 try:
-                    for k in _map(ray, task, todo, workers, opts["threads"], gpus):
+                    for k in _map(ray, task, todo, workers, opts["threads"], gpus, opts["restarts"]):
                         if k not in reported:
                             reported.add(k)
                             progress(size[k])
@@ -140,9 +142,10 @@ def checked(options: dict) -> dict:
             raise UsageError(f"ray executor option {name} must be a positive integer, got {value!r}")
     if opts["threads"] is None:
         opts["threads"] = 1
-    retries = opts["retries"]
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise UsageError(f"ray executor option retries must be 0 or a positive integer, got {retries!r}")
+    for name in ("retries", "restarts"):
+        value = opts[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"ray executor option {name} must be 0 or a positive integer, got {value!r}")
     gpus = opts["gpus"]
     if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
         raise UsageError(f"ray executor option gpus must be auto or a number of GPUs per worker, got {gpus!r}")
@@ -206,8 +209,10 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                          "ray start --head, or leave --address out for a local one") from None
 
 
-def _map(ray, task: CollectTask, todo: list, workers: int, threads: int, gpus: float):
-    """Map chunk numbers ``todo`` through a fresh pool of actors; yields each chunk's number once it is written."""
+def _map(ray, task: CollectTask, todo: list, workers: int, threads: int, gpus: float, restarts: int = 0):
+    """Map chunk numbers ``todo`` through a fresh pool of actors; yields each chunk's number once it is written.
+    ``restarts``: Ray restarts a lost actor that many times, retrying its chunks (0: the pool stops, the driver
+    retries)."""
     context = ray.data.DataContext.get_current()
     saved = {name: getattr(context, name) for name in ("enable_progress_bars", "max_consecutive_actor_init_deaths")}
     context.enable_progress_bars = False  # the driver's own bar counts images
@@ -220,7 +225,7 @@ def _map(ray, task: CollectTask, todo: list, workers: int, threads: int, gpus: f
             fn_constructor_args=(task, threads, "cuda" if gpus else None),
             compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo)), max_tasks_in_flight_per_actor=2),
             num_cpus=threads, num_gpus=gpus or None,
-            max_restarts=0)  # the driver retries from the store (see the module's docstring)
+            max_restarts=restarts, max_task_retries=restarts)  # 0: the driver retries (the module's docstring)
         for row in ds.iter_rows():
             if row["error"]:
                 raise UsageError(f"a Ray worker: {row['error']}")
