@@ -46,7 +46,7 @@ class ChunkWorker:
         options = dict(task.input_options, threads=threads)
         if device:
             options["device"] = device
-        self.error: Optional[UsageError] = None
+        self.error: Optional[str] = None
         try:
             meta = os.path.join(task.store_root, task.store_key, "meta.json")
             if not os.path.isfile(meta):
@@ -118,15 +118,16 @@ class RayExecutor:
                             progress(size[k])
                 except Exception as exc:  # noqa: BLE001 - sorted below: a user's error, a lost worker, or a bug
                     _reraise_unless_lost(exc)
-                    written = [k for k in size if k not in reported and k not in set(store.missing_chunks())]
-                    for k in written:  # written by a worker that died before it could say so
-                        reported.add(k)
+                    missing = set(store.missing_chunks())
+                    for k in [k for k in size if k not in reported and k not in missing]:
+                        reported.add(k)  # written by a worker that died before it could say so
                         progress(size[k])
-                    left = len([k for k in store.missing_chunks() if k in size])
+                    left = len([k for k in missing if k in size])
                     more = (f"collecting them again with a fresh pool (retry {attempt + 1} of {opts['retries']})"
                             if attempt < opts["retries"] else "rerun atlas build to collect them")
                     state.log(f"ray: a worker was lost ({_lost_name(exc)}); {left} chunks are missing: {more}")
-            unseen = sorted(k for k in reported if k in set(store.missing_chunks()))
+            missing = set(store.missing_chunks())
+            unseen = sorted(k for k in reported if k in missing)
             if unseen:
                 raise UsageError(f"the Ray workers wrote chunks {unseen[:3]} where this machine cannot see them "
                                  f"({store.root}): put the atlas folder on a filesystem that the driver and every "
