@@ -132,7 +132,10 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                                        "the manifest always runs)")
     p.add_argument("--executor", default="local", help="who collects: local (default) or a plugin's (ray)")
     p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="executor option, e.g. workers=2 or address=auto (repeat)")
+                   help="executor option, e.g. threads=1 or retries=0 (repeat)")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel workers of the executor (--executor ray)")
+    p.add_argument("--address", metavar="ADDR", help="the cluster to run on, e.g. auto or HOST:6379 (--executor ray; "
+                                                    "default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -146,7 +149,23 @@ def build_options(args) -> dict:
                 icon_size=args.icon_size, icon_options=key_values(args.icon_option, "--icon-option"),
                 attribution=args.attribution, attribution_target=args.attribution_target,
                 relax_maxpool=args.relax_maxpool, exporters=_names(args.exporters), executor=args.executor,
-                executor_options=key_values(args.executor_option, "--executor-option"), quiet=args.quiet)
+                executor_options=executor_options(args), quiet=args.quiet)
+
+
+def executor_options(args) -> dict:
+    """``--executor-option KEY=VALUE`` with the shorthands ``--workers`` and ``--address`` folded in; the
+    shorthands are refused with the local executor (it runs in this process: its threads are ``--threads``)."""
+    from .options import key_values
+    options = key_values(args.executor_option, "--executor-option")
+    given = {name: value for name, value in (("workers", args.workers), ("address", args.address)) if value is not None}
+    if given and args.executor == "local":
+        raise UsageError(f"--{' and --'.join(given)} need a parallel executor (--executor ray); the local executor "
+                         "collects in this process (its CPU threads: --threads)")
+    for name, value in given.items():
+        if name in options and options[name] != value:
+            raise UsageError(f"--{name} {value} and --executor-option {name}={options[name]} disagree: give one")
+        options[name] = value
+    return options
 
 
 def cmd_build(args) -> int:

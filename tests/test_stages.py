@@ -226,7 +226,7 @@ def test_core_imports_no_plugin_module():
     root = Path(atlas_core.__file__).parent
     for path in root.rglob("*.py"):
         text = path.read_text()
-        for plugin in ("atlas_demo", "atlas_onnx", "atlas_jax", "atlas_torch", "atlas_umap", "atlas_tsne"):
+        for plugin in ("atlas_demo", "atlas_onnx", "atlas_jax", "atlas_torch", "atlas_umap", "atlas_tsne", "atlas_ray"):
             assert f"import {plugin}" not in text and f"from {plugin}" not in text, (path, plugin)
 
 

@@ -77,6 +77,7 @@ class CollectTask:
     config: dict
     store_root: str
     store_key: str
+    columns: tuple = ()  # the per-sample columns the driver's stages add (``attribution``): the worker adds the same
 
     @classmethod
     def from_state(cls, state: BuildState) -> "CollectTask":
@@ -87,7 +88,7 @@ class CollectTask:
         config = {k: v for k, v in vars(state.config).items() if k not in ("executor", "executor_options")}
         return cls(model=origin["model"], backend=origin.get("backend"), input_options=dict(origin.get("input") or {}),
                    images=origin["images"], layer=state.config.layer, config=config,
-                   store_root=str(state.store.parent), store_key=state.store.key)
+                   store_root=str(state.store.parent), store_key=state.store.key, columns=tuple(state.columns))
 
     def open(self) -> "Collector":
         return Collector(self)
@@ -109,7 +110,11 @@ class Collector:
         state = BuildState(config=config, out=Path(task.store_root).parent, registry=get_registry(), model=model,
                            layer=layer, source=as_source(task.images), reuse=Reuse(Path(task.store_root).parent),
                            log=Log(True))
-        AttributionStage().prepare(state)
+        if "attribution" in task.columns:
+            AttributionStage().prepare(state)
+        if set(state.columns) != set(task.columns):
+            raise UsageError(f"a worker adds the per-sample columns {sorted(state.columns)}, the driver "
+                             f"{sorted(task.columns)}: install the same plugins (and versions) on every worker")
         classifier = classifier_output(model, task.layer)
         state.output = classifier.name if classifier else None
         meta = json.loads((Path(task.store_root) / task.store_key / "meta.json").read_text())

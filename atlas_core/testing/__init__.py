@@ -24,7 +24,7 @@ from ..contracts import Differentiable, Exporter, Model, Renderer
 from ..types import INPUT, IconRequest, InputSpec, Layer, UsageError
 from .numpy_model import NumpyModel
 
-HEAVY_MODULES = ("onnxruntime", "onnx", "jax", "torch", "sklearn", "umap", "openTSNE", "numba")
+HEAVY_MODULES = ("onnxruntime", "onnx", "jax", "torch", "sklearn", "umap", "openTSNE", "numba", "ray")
 
 
 # -- checks ---------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""actatlas-ray: the ``ray`` collection executor (``atlas build ... --executor ray``)."""
