@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Union
 
+import numpy as np
+
 from ..store import atomic_write, atomic_write_text
 
 STATIC = Path(__file__).parents[1] / "static"
@@ -23,22 +25,25 @@ MAX_MEMBERS = 12  # member thumbnails shown per cell
 TOP_ATTRIBUTION = 24  # classes per cell kept for the class heat map (the rest fade to nothing anyway)
 
 
-def _members(cell, provenance, thumbs):
+def _members(cell, provenance, thumbs, samples=None):
     """Up to MAX_MEMBERS of a cell's samples whose image has a thumbnail, as [image id, y, x]: the samples the
-    atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list."""
+    atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list
+    (``samples``: its members from members.npy, else its inline ``samples``)."""
     if provenance is None:
         return []
     chosen = [t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t]
-    rest = [s for s in cell.get("samples") or [] if 0 <= s < len(provenance) and int(provenance[s][0]) in thumbs]
+    ids = np.asarray(cell.get("samples") or [] if samples is None else samples, np.int64)
+    ids = ids[(ids >= 0) & (ids < len(provenance))]
+    rest = ids[np.isin(provenance[ids, 0], thumbs)].tolist() if len(ids) else []
     step = max(1, len(rest) / MAX_MEMBERS)
     ids = list(dict.fromkeys(chosen + [rest[int(k * step)] for k in range(min(MAX_MEMBERS, len(rest)))]))
     members = [[int(v) for v in provenance[s]] for s in ids if 0 <= s < len(provenance)]
-    return [m for m in members if m[0] in thumbs][:MAX_MEMBERS]
+    have = set(np.asarray(thumbs).tolist())
+    return [m for m in members if m[0] in have][:MAX_MEMBERS]
 
 
 def viewer_data(out_dir: Union[str, Path]) -> dict:
     """The atlas as the viewer needs it: levels of compact cells, labels interned, members with provenance."""
-    import numpy as np
     out = Path(out_dir)
     manifest = json.loads((out / "atlas.json").read_text())
     renderers = list(manifest.get("renderers") or [])
@@ -47,6 +52,7 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
     samples_path = out / manifest.get("samples", "samples.npy")
     provenance = np.load(samples_path, mmap_mode="r") if samples_path.is_file() else None
     thumbs = {int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()}
+    thumb_ids = np.fromiter(thumbs, np.int64, len(thumbs))
     labels: dict = {}
     used_images: set = set()
     levels = []
@@ -55,6 +61,8 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
         attribution = np.load(out / level["attribution"]) if level.get("attribution") and \
             (out / level["attribution"]).is_file() else None
         classes = json.loads((out / manifest["classes"]).read_text()) if attribution is not None else []
+        member_file = np.load(out / level["members"], mmap_mode="r") \
+            if level.get("members") and (out / level["members"]).is_file() else None
         for c in level["cells"]:
             icons = dict(c.get("icons") or {})
             if c.get("icon") and renderers and renderers[0] not in icons:
@@ -62,7 +70,9 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
             shares = []
             for name, share in c.get("labels") or ([[c["label"], 1.0]] if c.get("label") else []):
                 shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
-            members = _members(c, provenance, thumbs)
+            samples = member_file[c["offset"]:c["offset"] + c["count"]] \
+                if member_file is not None and "offset" in c else None
+            members = _members(c, provenance, thumb_ids, samples)
             used_images.update(m[0] for m in members)
             others = {}
             for source, pairs in (c.get("labels_by_source") or {}).items():
