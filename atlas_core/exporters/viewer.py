@@ -101,9 +101,38 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
 def data_script(data: dict, name: str = "ATLAS_DATA") -> str:
     """`window.NAME = {...};` with every <, > and & escaped, so the text is safe inline in HTML too (data for a
     page that opens from file://, where browsers refuse fetch())."""
+    return f"window.{name} = {_safe_json(data)};\n"
+
+
+def _safe_json(data) -> str:
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return f"window.{name} = {text};\n"
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _level_images(level: dict, names: dict) -> dict:
+    used = {m[0] for c in level["cells"] for m in c[5]}
+    return {str(i): names[str(i)] for i in sorted(used) if str(i) in names}
+
+
+def split_levels(data: dict) -> tuple[dict, dict]:
+    """The viewer's data as the page loads it: ``atlas-data.js`` with the meta, the labels and the cells of the
+    coarsest and the default level (what the first view needs), and for every other level only its grid, its
+    number of cells and the script that holds its cells and image names (``viewer/level-<k>.js``, loaded when
+    a zoom first shows it, as a script: pages from file:// may not fetch()). Returns (data, {k: level data})."""
+    levels, names = data["levels"], data["images"]
+    default = data["meta"].get("default_level")
+    eager = {0} | ({default} if isinstance(default, int) and 0 <= default < len(levels) else set())
+    lazy = {}
+    head = dict(data, levels=[], images={})
+    for k, level in enumerate(levels):
+        if k in eager:
+            head["levels"].append(level)
+            head["images"].update(_level_images(level, names))
+            continue
+        lazy[k] = {"cells": level["cells"], "images": _level_images(level, names)}
+        head["levels"].append({"grid": level["grid"], "min_count": level.get("min_count"),
+                               "n_cells": len(level["cells"]), "script": f"viewer/level-{k}.js"})
+    return head, lazy
 
 
 def write_viewer(out_dir: Union[str, Path]) -> Path:
@@ -113,7 +142,13 @@ def write_viewer(out_dir: Union[str, Path]) -> Path:
     for name in ASSETS:
         target = out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt")
         atomic_write(target, lambda f, src=STATIC / name: f.write(src.read_bytes()))
-    atomic_write_text(out / "viewer" / "atlas-data.js", data_script(viewer_data(out)))
+    head, lazy = split_levels(viewer_data(out))
+    for old in (out / "viewer").glob("level-*.js"):
+        if not old.stem[6:].isdigit() or int(old.stem[6:]) not in lazy:
+            old.unlink()
+    for k, level in lazy.items():
+        atomic_write_text(out / "viewer" / f"level-{k}.js", f"window.ATLAS_LEVEL({k}, {_safe_json(level)});\n")
+    atomic_write_text(out / "viewer" / "atlas-data.js", data_script(head))
     page = out / "index.html"
     atomic_write(page, lambda f: f.write((STATIC / "index.html").read_bytes()))
     return page
