@@ -25,21 +25,29 @@ MAX_MEMBERS = 12  # member thumbnails shown per cell
 TOP_ATTRIBUTION = 24  # classes per cell kept for the class heat map (the rest fade to nothing anyway)
 
 
-def _members(cell, provenance, thumbs, samples=None):
+def _members(cell, provenance, has_thumb, samples=None):
     """Up to MAX_MEMBERS of a cell's samples whose image has a thumbnail, as [image id, y, x]: the samples the
     atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list
-    (``samples``: its members from members.npy, else its inline ``samples``)."""
+    (``samples``: its members from members.npy, else its inline ``samples``). ``has_thumb[image]`` is True for
+    the images with a thumbnail."""
     if provenance is None:
         return []
-    chosen = [t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t]
-    ids = np.asarray(cell.get("samples") or [] if samples is None else samples, np.int64)
-    ids = ids[(ids >= 0) & (ids < len(provenance))]
-    rest = ids[np.isin(provenance[ids, 0], thumbs)].tolist() if len(ids) else []
+    n = len(provenance)
+
+    def shown(ids):
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        ids = ids[(ids >= 0) & (ids < n)]
+        image = provenance[ids, 0].astype(np.int64)
+        ok = (image >= 0) & (image < len(has_thumb))
+        ok[ok] = has_thumb[image[ok]]
+        return ids[ok]
+
+    chosen = shown([t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t])
+    rest = shown(cell.get("samples") or [] if samples is None else samples)
     step = max(1, len(rest) / MAX_MEMBERS)
-    ids = list(dict.fromkeys(chosen + [rest[int(k * step)] for k in range(min(MAX_MEMBERS, len(rest)))]))
-    members = [[int(v) for v in provenance[s]] for s in ids if 0 <= s < len(provenance)]
-    have = set(np.asarray(thumbs).tolist())
-    return [m for m in members if m[0] in have][:MAX_MEMBERS]
+    picks = rest[(np.arange(min(MAX_MEMBERS, len(rest))) * step).astype(np.int64)]
+    ids = list(dict.fromkeys(chosen.tolist() + picks.tolist()))[:MAX_MEMBERS]
+    return provenance[ids].astype(np.int64).tolist() if ids else []
 
 
 def viewer_data(out_dir: Union[str, Path]) -> dict:
@@ -50,9 +58,10 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
     names = json.loads((out / manifest.get("images", "images.json")).read_text()) \
         if (out / manifest.get("images", "images.json")).is_file() else []
     samples_path = out / manifest.get("samples", "samples.npy")
-    provenance = np.load(samples_path, mmap_mode="r") if samples_path.is_file() else None
-    thumbs = {int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()}
-    thumb_ids = np.fromiter(thumbs, np.int64, len(thumbs))
+    provenance = np.load(samples_path) if samples_path.is_file() else None  # N x 3 int32: 12 MB at 10^6
+    thumbs = [int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()]
+    has_thumb = np.zeros(max(thumbs, default=-1) + 1, bool)
+    has_thumb[thumbs] = True
     labels: dict = {}
     used_images: set = set()
     levels = []
@@ -72,7 +81,7 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
                 shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
             samples = member_file[c["offset"]:c["offset"] + c["count"]] \
                 if member_file is not None and "offset" in c else None
-            members = _members(c, provenance, thumb_ids, samples)
+            members = _members(c, provenance, has_thumb, samples)
             used_images.update(m[0] for m in members)
             others = {}
             for source, pairs in (c.get("labels_by_source") or {}).items():
