@@ -193,14 +193,15 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, default=Path(__file__).parents[1] / "docs/images/million-atlas.png")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"load average before: {load()}", flush=True)
+    before = load()
+    print(f"load average before: {before}", flush=True)
     if args.mode == "build":
         result = build(args.out, args.attribution, args.reducer)
     elif args.mode == "quality":
         result = quality(args.out)
     else:
         result = paint(args.out, args.screenshot)
-    result["load_before"] = result.get("load_before")
+    result["load_before"] = before
     (args.out / f"{args.mode}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str))
 
