@@ -46,6 +46,13 @@ class Atlas:
             return levels[grids.index(level)]
         raise UsageError(f"no level {level!r}: give an index below {len(levels)} or a grid size among {grids}")
 
+    def members(self, level: int, cell: int) -> np.ndarray:
+        """The members (sample ids, most representative first) of cell number ``cell`` of a level (by index
+        or grid size), from the level's members.npy, memory-mapped."""
+        from .exporters.manifest import read_members
+        lv = self.level(level)
+        return read_members(self.path, lv, lv["cells"][cell])
+
     def directions(self, level: int) -> np.ndarray:
         """The cell directions of a level (by index or grid size)."""
         return np.load(self.path / self.level(level)["directions"])
@@ -71,7 +78,7 @@ class Atlas:
 
 
 REQUIRED = ("version", "model", "layer", "reducer", "n_samples", "layout", "samples", "levels", "quality")
-CELL_KEYS = ("i", "j", "count", "samples", "icon", "label", "fidelity", "direction")
+CELL_KEYS = ("i", "j", "count", "icon", "label", "fidelity", "direction")
 
 
 def validate(path) -> dict:
@@ -93,15 +100,24 @@ def validate(path) -> dict:
         dirs = np.load(root / level["directions"])
         if len(dirs) != len(level["cells"]):
             raise ValueError(f"level {g}: {len(dirs)} directions for {len(level['cells'])} cells")
+        members = np.load(root / level["members"], mmap_mode="r") if level.get("members") else None
+        if members is not None and (members.ndim != 1 or len(members) != sum(c["count"] for c in level["cells"])):
+            raise ValueError(f"level {g}: {level['members']} must hold every cell's members, one after the other")
         for cell in level["cells"]:
+            if members is None and "samples" not in cell:
+                raise ValueError(f"level {g}: a cell has neither samples nor a members file")
+            ids = np.asarray(members[cell.get("offset", 0):cell.get("offset", 0) + cell["count"]]) \
+                if members is not None else np.asarray(cell["samples"])
+            if "samples" in cell and not np.array_equal(ids, cell["samples"]):
+                raise ValueError(f"level {g}: cell ({cell['i']}, {cell['j']}) samples differ from {level['members']}")
             lacking = [k for k in CELL_KEYS if k not in cell]
             if lacking:
                 raise ValueError(f"level {g}: a cell lacks {lacking}")
             if not (0 <= cell["i"] < g and 0 <= cell["j"] < g):
                 raise ValueError(f"level {g}: cell ({cell['i']}, {cell['j']}) outside the grid")
-            if cell["count"] != len(cell["samples"]) or cell["count"] < level["min_count"]:
+            if cell["count"] != len(ids) or cell["count"] < level["min_count"]:
                 raise ValueError(f"level {g}: cell ({cell['i']}, {cell['j']}) count does not match its samples")
-            if max(cell["samples"]) >= n or not 0 <= cell["direction"] < len(dirs):
+            if ids.max() >= n or ids.min() < 0 or not 0 <= cell["direction"] < len(dirs):
                 raise ValueError(f"level {g}: cell ({cell['i']}, {cell['j']}) refers outside the arrays")
             for rel in cell.get("icons", {}).values():
                 if not (root / rel).is_file():

@@ -14,10 +14,12 @@ from ..store import atomic_write, atomic_write_text
 FORMAT_VERSION = 1
 THUMBS_PER_CELL = 8
 THUMB_SIZE = 96
+INLINE_SAMPLES_MAX = 100_000  # above this many samples, atlas.json lists no cell's samples (members.npy has them)
 
 
-def cell_entry(cell, prov: np.ndarray, hw: tuple, renderers: list) -> dict:
-    """A cell as atlas.json has it; ``thumbs`` are its first members with their sampled position."""
+def cell_entry(cell, prov: np.ndarray, hw: tuple, renderers: list, offset: int = 0, inline: bool = True) -> dict:
+    """A cell as atlas.json has it; ``thumbs`` are its first members with their sampled position; its members
+    are ``count`` entries of the level's members.npy from ``offset`` (and, with ``inline``, ``samples``)."""
     h, w = hw
     thumbs = []
     for sid in cell.members[:THUMBS_PER_CELL]:
@@ -26,17 +28,46 @@ def cell_entry(cell, prov: np.ndarray, hw: tuple, renderers: list) -> dict:
                        "y": round((y + 0.5) / h, 4) if y >= 0 else None,
                        "x": round((x + 0.5) / w, 4) if x >= 0 else None})
     first = renderers[0] if renderers else None
-    entry = {"i": cell.i, "j": cell.j, "count": cell.count, "samples": [int(s) for s in cell.members],
-             "icon": cell.icons.get(first) if first else None, "icons": dict(cell.icons),
+    entry = {"i": cell.i, "j": cell.j, "count": cell.count, "offset": int(offset)}
+    if inline:
+        entry["samples"] = [int(s) for s in cell.members]
+    entry.update({"icon": cell.icons.get(first) if first else None, "icons": dict(cell.icons),
              "label": cell.label, "labels": cell.labels,
              "fidelity": cell.fidelity.get(first) if first else None,
              "fidelities": {name: cell.fidelity.get(name) for name in renderers},
-             "direction": cell.direction, "thumbs": thumbs}
+             "direction": cell.direction, "thumbs": thumbs})
     if len(cell.label_sets) > 1 or cell.attribution:
         entry["labels_by_source"] = dict(cell.label_sets)
     if cell.attribution:
         entry["attribution"] = cell.attribution
     return entry
+
+
+def write_members(path: Path, cells) -> list:
+    """A level's members.npy: every cell's members (most representative first) one after the other, int32, in
+    the order of the level's cells; returns each cell's offset. Written cell by cell, never joined in memory."""
+    offsets, total = [], sum(len(cell.members) for cell in cells)
+
+    def write(f):
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i4", "fortran_order": False, "shape": (total,)})
+        for cell in cells:
+            f.write(np.ascontiguousarray(cell.members, dtype="<i4").tobytes())
+
+    pos = 0
+    for cell in cells:
+        offsets.append(pos)
+        pos += len(cell.members)
+    atomic_write(path, write)
+    return offsets
+
+
+def read_members(out: Path, level: dict, cell: dict) -> np.ndarray:
+    """A cell's members (sample ids, most representative first) from its level's members.npy (memory-mapped),
+    or from its inline ``samples`` in an atlas written before members.npy."""
+    if level.get("members") and "offset" in cell:
+        members = np.load(Path(out) / level["members"], mmap_mode="r")
+        return members[cell["offset"]:cell["offset"] + cell["count"]]
+    return np.asarray(cell.get("samples") or [], np.int64)
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -117,14 +148,18 @@ class ManifestExporter:
         hw = (shape[0], shape[1]) if shape is not None and len(shape) == 3 else (1, 1)
         renderers = list(build.renderers)
         levels, thumbs = [], set()
+        inline = len(prov) <= INLINE_SAMPLES_MAX
         for level in build.levels:
             rel = f"levels/{level.grid}/directions.npy"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             atomic_write(out / rel, lambda f, d=level.directions: np.save(f, d))
-            written.append(rel)
-            cells = [cell_entry(cell, prov, hw, renderers) for cell in level.cells]
+            members = f"levels/{level.grid}/members.npy"
+            offsets = write_members(out / members, level.cells)
+            written += [rel, members]
+            cells = [cell_entry(cell, prov, hw, renderers, offset, inline) for cell, offset in zip(level.cells, offsets)]
             thumbs.update(t["image"] for cell in cells for t in cell["thumbs"])
-            entry = {"grid": level.grid, "min_count": level.min_count, "directions": rel, "cells": cells}
+            entry = {"grid": level.grid, "min_count": level.min_count, "directions": rel, "members": members,
+                     "cells": cells}
             if level.attribution is not None:
                 entry["attribution"] = f"levels/{level.grid}/attribution.npy"
                 atomic_write(out / entry["attribution"],

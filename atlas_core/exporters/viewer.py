@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Union
 
+import numpy as np
+
 from ..store import atomic_write, atomic_write_text
 
 STATIC = Path(__file__).parents[1] / "static"
@@ -23,30 +25,43 @@ MAX_MEMBERS = 12  # member thumbnails shown per cell
 TOP_ATTRIBUTION = 24  # classes per cell kept for the class heat map (the rest fade to nothing anyway)
 
 
-def _members(cell, provenance, thumbs):
+def _members(cell, provenance, has_thumb, samples=None):
     """Up to MAX_MEMBERS of a cell's samples whose image has a thumbnail, as [image id, y, x]: the samples the
-    atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list."""
+    atlas chose to show (a cell's ``thumbs``) first, then others spread evenly over the cell's list
+    (``samples``: its members from members.npy, else its inline ``samples``). ``has_thumb[image]`` is True for
+    the images with a thumbnail."""
     if provenance is None:
         return []
-    chosen = [t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t]
-    rest = [s for s in cell.get("samples") or [] if 0 <= s < len(provenance) and int(provenance[s][0]) in thumbs]
+    n = len(provenance)
+
+    def shown(ids):
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        ids = ids[(ids >= 0) & (ids < n)]
+        image = provenance[ids, 0].astype(np.int64)
+        ok = (image >= 0) & (image < len(has_thumb))
+        ok[ok] = has_thumb[image[ok]]
+        return ids[ok]
+
+    chosen = shown([t["sample"] for t in cell.get("thumbs") or [] if isinstance(t, dict) and "sample" in t])
+    rest = shown(cell.get("samples") or [] if samples is None else samples)
     step = max(1, len(rest) / MAX_MEMBERS)
-    ids = list(dict.fromkeys(chosen + [rest[int(k * step)] for k in range(min(MAX_MEMBERS, len(rest)))]))
-    members = [[int(v) for v in provenance[s]] for s in ids if 0 <= s < len(provenance)]
-    return [m for m in members if m[0] in thumbs][:MAX_MEMBERS]
+    picks = rest[(np.arange(min(MAX_MEMBERS, len(rest))) * step).astype(np.int64)]
+    ids = list(dict.fromkeys(chosen.tolist() + picks.tolist()))[:MAX_MEMBERS]
+    return provenance[ids].astype(np.int64).tolist() if ids else []
 
 
 def viewer_data(out_dir: Union[str, Path]) -> dict:
     """The atlas as the viewer needs it: levels of compact cells, labels interned, members with provenance."""
-    import numpy as np
     out = Path(out_dir)
     manifest = json.loads((out / "atlas.json").read_text())
     renderers = list(manifest.get("renderers") or [])
     names = json.loads((out / manifest.get("images", "images.json")).read_text()) \
         if (out / manifest.get("images", "images.json")).is_file() else []
     samples_path = out / manifest.get("samples", "samples.npy")
-    provenance = np.load(samples_path, mmap_mode="r") if samples_path.is_file() else None
-    thumbs = {int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()}
+    provenance = np.load(samples_path) if samples_path.is_file() else None  # N x 3 int32: 12 MB at 10^6
+    thumbs = [int(p.stem) for p in (out / "thumbs").glob("*.jpg") if p.stem.isdigit()]
+    has_thumb = np.zeros(max(thumbs, default=-1) + 1, bool)
+    has_thumb[thumbs] = True
     labels: dict = {}
     used_images: set = set()
     levels = []
@@ -55,6 +70,8 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
         attribution = np.load(out / level["attribution"]) if level.get("attribution") and \
             (out / level["attribution"]).is_file() else None
         classes = json.loads((out / manifest["classes"]).read_text()) if attribution is not None else []
+        member_file = np.load(out / level["members"], mmap_mode="r") \
+            if level.get("members") and (out / level["members"]).is_file() else None
         for c in level["cells"]:
             icons = dict(c.get("icons") or {})
             if c.get("icon") and renderers and renderers[0] not in icons:
@@ -62,7 +79,9 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
             shares = []
             for name, share in c.get("labels") or ([[c["label"], 1.0]] if c.get("label") else []):
                 shares += [labels.setdefault(str(name), len(labels)), round(float(share), 4)]
-            members = _members(c, provenance, thumbs)
+            samples = member_file[c["offset"]:c["offset"] + c["count"]] \
+                if member_file is not None and "offset" in c else None
+            members = _members(c, provenance, has_thumb, samples)
             used_images.update(m[0] for m in members)
             others = {}
             for source, pairs in (c.get("labels_by_source") or {}).items():
@@ -91,9 +110,38 @@ def viewer_data(out_dir: Union[str, Path]) -> dict:
 def data_script(data: dict, name: str = "ATLAS_DATA") -> str:
     """`window.NAME = {...};` with every <, > and & escaped, so the text is safe inline in HTML too (data for a
     page that opens from file://, where browsers refuse fetch())."""
+    return f"window.{name} = {_safe_json(data)};\n"
+
+
+def _safe_json(data) -> str:
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return f"window.{name} = {text};\n"
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _level_images(level: dict, names: dict) -> dict:
+    used = {m[0] for c in level["cells"] for m in c[5]}
+    return {str(i): names[str(i)] for i in sorted(used) if str(i) in names}
+
+
+def split_levels(data: dict) -> tuple[dict, dict]:
+    """The viewer's data as the page loads it: ``atlas-data.js`` with the meta, the labels and the cells of the
+    coarsest and the default level (what the first view needs), and for every other level only its grid, its
+    number of cells and the script that holds its cells and image names (``viewer/level-<k>.js``, loaded when
+    a zoom first shows it, as a script: pages from file:// may not fetch()). Returns (data, {k: level data})."""
+    levels, names = data["levels"], data["images"]
+    default = data["meta"].get("default_level")
+    eager = {0} | ({default} if isinstance(default, int) and 0 <= default < len(levels) else set())
+    lazy = {}
+    head = dict(data, levels=[], images={})
+    for k, level in enumerate(levels):
+        if k in eager:
+            head["levels"].append(level)
+            head["images"].update(_level_images(level, names))
+            continue
+        lazy[k] = {"cells": level["cells"], "images": _level_images(level, names)}
+        head["levels"].append({"grid": level["grid"], "min_count": level.get("min_count"),
+                               "n_cells": len(level["cells"]), "script": f"viewer/level-{k}.js"})
+    return head, lazy
 
 
 def write_viewer(out_dir: Union[str, Path]) -> Path:
@@ -103,7 +151,13 @@ def write_viewer(out_dir: Union[str, Path]) -> Path:
     for name in ASSETS:
         target = out / "viewer" / Path(name).name.replace("LICENSE", "LICENSE-leaflet.txt")
         atomic_write(target, lambda f, src=STATIC / name: f.write(src.read_bytes()))
-    atomic_write_text(out / "viewer" / "atlas-data.js", data_script(viewer_data(out)))
+    head, lazy = split_levels(viewer_data(out))
+    for old in (out / "viewer").glob("level-*.js"):
+        if not old.stem[6:].isdigit() or int(old.stem[6:]) not in lazy:
+            old.unlink()
+    for k, level in lazy.items():
+        atomic_write_text(out / "viewer" / f"level-{k}.js", f"window.ATLAS_LEVEL({k}, {_safe_json(level)});\n")
+    atomic_write_text(out / "viewer" / "atlas-data.js", data_script(head))
     page = out / "index.html"
     atomic_write(page, lambda f: f.write((STATIC / "index.html").read_bytes()))
     return page

@@ -9,7 +9,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..metrics import cosines
 from ..types import UsageError
 from .reuse import key
 from .state import BuildState, Cell, Level, Stage
@@ -59,40 +58,81 @@ def attribution_labels(mean: np.ndarray, names: Sequence[str], k: int = 5, scale
             [[names[c], round(float(mean[c]), 4)] for c in top])
 
 
+BLOCK = 65536  # samples read from the store at a time
+
+
+def _cell_sums(rows: np.ndarray, n_cells: int, column, block: int = BLOCK) -> np.ndarray:
+    """Per kept cell (``rows``: each sample's cell row, -1 if its cell is dropped), the float64 sum of a
+    per-sample ``column``, read from the (memory-mapped) store ``block`` samples at a time, in sample order."""
+    sums = np.zeros((n_cells,) + tuple(column.shape[1:]), np.float64)
+    for start in range(0, len(rows), block):
+        r = rows[start:start + block]
+        keep = np.flatnonzero(r >= 0)
+        if not len(keep):
+            continue
+        order = keep[np.argsort(r[keep], kind="stable")]  # by cell, then sample
+        sorted_rows = r[order]
+        heads = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+        values = np.asarray(column[start:start + block], dtype=np.float64)[order]
+        sums[sorted_rows[heads]] += np.add.reduceat(values, heads, axis=0)
+    return sums
+
+
+def _cosines_to_rows(rows: np.ndarray, directions: np.ndarray, acts, block: int = BLOCK) -> np.ndarray:
+    """Cosine of every sample with its cell's direction (0 for samples of dropped cells), streamed."""
+    unit = directions.astype(np.float64)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    out = np.zeros(len(rows), np.float64)
+    for start in range(0, len(rows), block):
+        r = rows[start:start + block]
+        keep = np.flatnonzero(r >= 0)
+        a = np.asarray(acts[start:start + block], dtype=np.float64)[keep]
+        a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        out[start + keep] = np.einsum("ij,ij->i", a, unit[r[keep]])
+    return out
+
+
 def make_level(layout: np.ndarray, acts: np.ndarray, grid: int, min_count: int,
                label_sets: Optional[dict] = None, attribution=None, class_names: Sequence[str] = (),
                attribution_scale: float = 1.0) -> Level:
-    """Level ``grid``: cells with at least ``min_count`` samples, members ordered by cosine to the direction.
+    """Level ``grid``: cells with at least ``min_count`` samples, members ordered by cosine to the direction
+    (ties by sample id).
 
     ``label_sets`` maps a label source ("ground truth", "predicted") to one label per sample; ``attribution``
-    (samples x classes) gives each cell its mean attribution and the labels it implies."""
+    (samples x classes) gives each cell its mean attribution and the labels it implies. ``acts`` and
+    ``attribution`` may be memory maps: they are read in blocks of ``BLOCK`` samples, twice (sums, cosines),
+    never whole; memory is a few arrays of one number per sample."""
     ij = bin_layout(layout, grid)
     flat = ij[:, 1] * grid + ij[:, 0]
-    order = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[order], np.arange(grid * grid + 1))
-    cells, directions, attributions = [], [], []
-    for cell_key in range(grid * grid):
-        members = np.sort(order[bounds[cell_key]:bounds[cell_key + 1]])
-        if len(members) < min_count:
-            continue
-        member_acts = np.asarray(acts[members])
-        direction = np.asarray(member_acts, dtype=np.float64).mean(axis=0)
-        ranked = members[np.argsort(-cosines(member_acts, direction.astype(np.float32)), kind="stable")]
-        cell = Cell(i=cell_key % grid, j=cell_key // grid, members=ranked, direction=len(cells))
+    counts = np.bincount(flat, minlength=grid * grid)
+    kept = np.flatnonzero(counts >= min_count)  # cell keys, row-major
+    row_of = np.full(grid * grid, -1, np.int64)
+    row_of[kept] = np.arange(len(kept))
+    rows = row_of[flat]
+    sizes = counts[kept]
+    channels = acts.shape[1]
+    directions = (_cell_sums(rows, len(kept), acts) / np.maximum(sizes, 1)[:, None]).astype(np.float32) \
+        if len(kept) else np.zeros((0, channels), np.float32)
+    cos = _cosines_to_rows(rows, directions, acts)
+    members_of = np.flatnonzero(rows >= 0)
+    ranked_all = members_of[np.lexsort((members_of, -cos[members_of], rows[members_of]))]
+    bounds = np.r_[0, np.cumsum(sizes)]
+    means = None
+    if attribution is not None:
+        means = _cell_sums(rows, len(kept), attribution) / np.maximum(sizes, 1)[:, None]
+    cells = []
+    for r, cell_key in enumerate(kept):
+        ranked = ranked_all[bounds[r]:bounds[r + 1]]
+        cell = Cell(i=int(cell_key % grid), j=int(cell_key // grid), members=ranked, direction=r)
         for source, labels in (label_sets or {}).items():
             cell.label_sets[source] = top_labels(labels, ranked)
-        if attribution is not None:
-            mean = np.asarray(attribution[members], dtype=np.float64).mean(axis=0)
-            attributions.append(mean)
-            shares, cell.attribution = attribution_labels(mean, class_names, scale=attribution_scale)
+        if means is not None:
+            shares, cell.attribution = attribution_labels(means[r], class_names, scale=attribution_scale)
             cell.label_sets["attribution"] = shares
         cells.append(cell)
-        directions.append(direction)
-    channels = acts.shape[1]
-    dirs = np.asarray(directions, dtype=np.float32) if directions else np.zeros((0, channels), np.float32)
-    level = Level(grid=grid, min_count=min_count, cells=cells, directions=dirs)
+    level = Level(grid=grid, min_count=min_count, cells=cells, directions=directions)
     if attribution is not None:
-        level.attribution = np.asarray(attributions, np.float32).reshape(len(cells), attribution.shape[1])
+        level.attribution = means.astype(np.float32).reshape(len(cells), attribution.shape[1])
     return level
 
 

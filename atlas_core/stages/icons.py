@@ -74,8 +74,13 @@ class IconsStage(Stage):
                     drawn = renderer.render(request)
                     if len(drawn) != len(level.cells):
                         raise UsageError(f"renderer {name!r} drew {len(drawn)} icons for {len(level.cells)} cells")
-                    fid = icon_fidelity(model, c.layer, drawn, level.directions, batch_size=c.batch_size,
-                                        receptive_field=state.receptive_field)
+                    # measured a slice at a time (the same batches): a level of 25,000 icons as float arrays
+                    # at once would take about 2 GB
+                    step = c.batch_size * max(1, 2048 // c.batch_size)
+                    fid = np.concatenate([icon_fidelity(model, c.layer, drawn[s:s + step], level.directions[s:s + step],
+                                                        batch_size=c.batch_size,
+                                                        receptive_field=state.receptive_field)
+                                          for s in range(0, len(drawn), step)]) if drawn else np.zeros(0, np.float32)
                     for cell, icon, f in zip(level.cells, drawn, fid):
                         path = folder / f"{cell.i}_{cell.j}.png"
                         atomic_write(path, lambda fh, icon=icon: icon.save(fh, format="PNG"))

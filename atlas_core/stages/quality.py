@@ -13,7 +13,7 @@ class QualityStage(Stage):
 
     def run(self, state: BuildState) -> None:
         c = state.config
-        acts = np.asarray(state.store.activations())
+        acts = state.store.activations()  # memory-mapped: the measures read their subsamples' rows only
         quality = {"trustworthiness": trustworthiness(acts, state.layout, seed=c.seed),
                    "label_source": state.quality_label_source}
         labels = state.quality_labels
@@ -22,7 +22,8 @@ class QualityStage(Stage):
             if known.sum() > 10:
                 labs = np.array([lab for lab in labels if lab is not None], dtype=object)
                 quality["knn_2d"] = knn_agreement(state.layout[known], labs, seed=c.seed)
-                quality["knn_full"] = knn_agreement(acts[known], labs, metric="cosine", seed=c.seed)
+                quality["knn_full"] = knn_agreement(acts if known.all() else np.asarray(acts)[known], labs,
+                                                    metric="cosine", seed=c.seed)
         if state.ground_truth is not None:
             quality["label_agreement"] = label_agreement(state)
         quality["fidelity_median"] = {

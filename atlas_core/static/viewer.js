@@ -1,6 +1,8 @@
 /* actatlas viewer: pan and zoom an activation atlas with Leaflet (CRS.Simple).
  * Each zoom shows the finest grid level whose cells are still at least MIN_CELL_PX on screen; tiles of 256 px
- * are built lazily from that level's cells. Every string from the data goes into the DOM through textContent or
+ * are built lazily from that level's cells. A level whose cells are not in atlas-data.js (it has a `script`)
+ * is loaded the first time it is needed, as a script that calls window.ATLAS_LEVEL(k, data) (file:// pages
+ * may not fetch()); the next finer level is prefetched once a level is on screen. Every string from the data goes into the DOM through textContent or
  * a property, never through HTML. State for tests and scripts: data-level, data-grid, data-ready on <html>. */
 (function () {
   "use strict";
@@ -14,11 +16,39 @@
   var MAX_THUMBS = 12;
 
   var state = { renderer: 0, query: "", heat: -1, attr: -1, pinned: null, hover: null, level: -1 };
+  D.images = D.images || {};
+  function setCells(lv, cells) {
+    lv.cells = cells;
+    cells.forEach(function (c) { lv.byKey.set(c[1] * lv.grid + c[0], c); });
+  }
   var levels = D.levels.map(function (lv) {
-    var byKey = new Map();
-    lv.cells.forEach(function (c) { byKey.set(c[1] * lv.grid + c[0], c); });
-    return { grid: lv.grid, cells: lv.cells, byKey: byKey };
+    var out = { grid: lv.grid, cells: null, byKey: new Map(), script: lv.script || null, waiting: [],
+                nCells: lv.cells ? lv.cells.length : lv.n_cells || 0 };
+    if (lv.cells) setCells(out, lv.cells);
+    return out;
   });
+  // a level's script calls this with its cells and the names of its members' images
+  window.ATLAS_LEVEL = function (k, data) {
+    var lv = levels[k];
+    if (!lv || lv.cells) return;
+    Object.keys(data.images || {}).forEach(function (id) { D.images[id] = data.images[id]; });
+    setCells(lv, data.cells);
+    var waiting = lv.waiting;
+    lv.waiting = [];
+    waiting.forEach(function (fn) { fn(); });
+  };
+  // call fn once level k's cells are here (at once if they are)
+  function withLevel(k, fn) {
+    var lv = levels[k];
+    if (lv.cells) { if (fn) fn(); return; }
+    if (fn) lv.waiting.push(fn);
+    if (lv.loading || !lv.script) return;
+    lv.loading = true;
+    var s = document.createElement("script");
+    s.src = lv.script; s.async = true;
+    s.onerror = function () { lv.loading = false; root.dataset.levelError = lv.script; };
+    document.head.appendChild(s);
+  }
   var $ = function (id) { return document.getElementById(id); };
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -44,7 +74,7 @@
     var key = lv.grid + ":" + state.attr;
     if (!attrMax.has(key)) {
       var m = 0;
-      lv.cells.forEach(function (c) { m = Math.max(m, cellAttr(c, state.attr)); });
+      (lv.cells || []).forEach(function (c) { m = Math.max(m, cellAttr(c, state.attr)); });
       attrMax.set(key, m);
     }
     return attrMax.get(key);
@@ -113,7 +143,8 @@
 
   // The cells of a 256 px tile: those whose top-left corner lies in it, each called with its box's position.
   function eachCell(coords, fn) {
-    var lv = levels[levelFor(coords.z)];
+    var k = levelFor(coords.z), lv = levels[k];
+    if (!lv.cells) { withLevel(k, redrawAll); return; }  // drawn again once its script is here
     var cellPx = atlasPx(coords.z) / lv.grid;
     var x0 = coords.x * TILE, y0 = coords.y * TILE;
     var i0 = Math.max(0, Math.ceil(x0 / cellPx)), i1 = Math.min(lv.grid, Math.ceil((x0 + TILE) / cellPx));
@@ -186,15 +217,28 @@
   map.createPane("labels").style.zIndex = 450;
   var tileOptions = { tileSize: TILE, bounds: bounds, noWrap: true, updateWhenZooming: false, keepBuffer: 2 };
   var layer = new IconLayer(tileOptions).addTo(map);
-  new LabelLayer(L.extend({ pane: "labels" }, tileOptions)).addTo(map);
-  layer.once("load", function () {
+  var labelLayer = new LabelLayer(L.extend({ pane: "labels" }, tileOptions)).addTo(map);
+  var redrawPending = false;
+  function redrawAll() {  // once per batch of tiles that waited for the same level
+    if (redrawPending) return;
+    redrawPending = true;
+    setTimeout(function () { redrawPending = false; layer.redraw(); labelLayer.redraw(); }, 0);
+  }
+  function onLoad() {  // ready: the tiles of a loaded level have their icons
+    if (!levels[currentLevel()].cells) return;
+    layer.off("load", onLoad);
     root.dataset.ready = "1";
     if (window.performance && performance.mark) performance.mark("atlas-icons-loaded");
-  });
+    var next = currentLevel() + 1;  // prefetch the next finer level while the user looks
+    if (next < levels.length) setTimeout(function () { withLevel(next); }, 0);
+  }
+  layer.on("load", onLoad);
 
   function currentLevel() { return levelFor(Math.round(map.getZoom())); }
   function showLevel() {
     var k = currentLevel(), lv = levels[k];
+    if (!lv.cells) { withLevel(k, showLevel); return; }  // the level's state once its cells are here
+    if (k + 1 < levels.length) withLevel(k + 1);
     root.dataset.level = k; root.dataset.grid = lv.grid; root.dataset.cells = lv.cells.length;
     $("level-info").textContent = "level " + (k + 1) + " of " + levels.length + ": " + lv.grid + "\u00d7" + lv.grid +
       " grid, " + lv.cells.length + " cells" +
@@ -341,7 +385,7 @@
   });
   function updateSearchInfo() {
     if (!state.query) { $("search-info").textContent = ""; return; }
-    var n = levels[currentLevel()].cells.filter(matches).length;
+    var n = (levels[currentLevel()].cells || []).filter(matches).length;
     $("search-info").textContent = n + " matching cell" + (n === 1 ? "" : "s") + " at this level";
   }
   $("search").addEventListener("input", function () {
@@ -405,8 +449,7 @@
     while (levelFor(z) < k && z < map.getMaxZoom()) z += 0.5;
     var s = WORLD / grid, centre = L.latLng(-(j + 0.5) * s, (i + 0.5) * s);
     map.setView(centre, z, { animate: false });
-    showLevel();
-    pin(centre);
+    withLevel(k, function () { showLevel(); pin(centre); });
   }
   window.addEventListener("hashchange", openHashCell);
 
