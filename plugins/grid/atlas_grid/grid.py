@@ -242,6 +242,7 @@ def _featureviz_icons(painter, options, grads, layer, acts, maps, out: Path, k: 
     """Every position's featureviz icon (one file each) and the groups' shared images, as grid.json entries."""
     h, w, ch = acts.shape
     weights = maps.reshape(len(maps), -1).T  # positions x groups: the NMF weights
+    t = time.perf_counter()
     got = painter.render_grid(grads, layer, acts.reshape(-1, ch), weights, options, seed=seed,
                               quiet=quiet)
     files, group_files = [], []
@@ -261,6 +262,7 @@ def _featureviz_icons(painter, options, grads, layer, acts, maps, out: Path, k: 
             "featureviz": {"size": got["size"], "view": got["view"], "steps": opts["steps"], "seed": seed,
                            "options": opts, "objective_mean": round(float(np.mean(got["objective"])), 6),
                            "cosine_mean": round(float(np.mean(got["cosine"])), 4),
+                           "seconds": round(time.perf_counter() - t, 2),
                            "seconds_per_step": None if got["seconds_per_step"] is None
                            else round(got["seconds_per_step"], 4)},
             "group_icons": group_files}

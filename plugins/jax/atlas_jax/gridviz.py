@@ -26,7 +26,7 @@ from .featureviz import (Plan, centre, icon_function, init_spectrum, objective, 
                          resize_matrix, spectrum_scale, to_image, warp, window_size)
 
 GRID_DEFAULTS = {
-    "steps": 96,        # the reference: 1024 (on a GPU); modest for a CPU
+    "steps": 64,        # the reference: 1024 (on a GPU); modest for a CPU
     "lr": 0.05,
     "p": 4.0,           # the featureviz renderer's cossim power
     "decay": 1.25,      # the renderer's spectrum decay
@@ -177,8 +177,12 @@ def render_grid(grads, layer: str, vectors: np.ndarray, weights: np.ndarray, opt
     opts = grid_settings(options)
     fn = icon_function(grads, layer)
     spec = getattr(model, "input_spec", None)
-    plan = grid_plan(fn, layer, opts, fn.input_size or getattr(spec, "size", None),
-                     grey=getattr(spec, "channels", 3) == 1)
+    plans = fn.__dict__.setdefault("_grid_plans", {})  # the size search traces the graph: once per layer
+    plan_key = (layer, opts["size"], opts["crop"])
+    if plan_key not in plans:
+        plans[plan_key] = grid_plan(fn, layer, opts, fn.input_size or getattr(spec, "size", None),
+                                    grey=getattr(spec, "channels", 3) == 1)
+    plan = plans[plan_key]
     vectors = np.asarray(vectors, np.float32)
     w = np.maximum(np.asarray(weights, np.float32), 0)
     w = w / np.maximum(w.max(axis=0, keepdims=True), 1e-12)
