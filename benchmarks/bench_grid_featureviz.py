@@ -28,13 +28,20 @@ import numpy as np
 LAYERS = "add_236,add_530,add_728"
 
 
+def chelsea() -> np.ndarray:
+    """scikit-image's chelsea as ``atlas grid`` reads the file: the whole photo resized to 224 x 224."""
+    import atlas_demo
+    from atlas_core.images import resize
+    return resize(atlas_demo.photo("chelsea"), (224, 224))
+
+
 def prepare(folder: str) -> int:
     import onnx
     import atlas_demo
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx.load(str(atlas_demo.efficientnet_lite0_onnx("dynamo"))), str(out / "model.onnx"))
-    np.save(out / "photo.npy", atlas_demo.photo_batch(["chelsea"])[0].astype(np.float32))
+    np.save(out / "photo.npy", chelsea().astype(np.float32))
     print(f"wrote {out}/model.onnx and {out}/photo.npy")
     return 0
 
@@ -96,7 +103,7 @@ def main(argv=None) -> int:
         import atlas_demo
         from atlas_core.models import open_model
         model = open_model(str(atlas_demo.efficientnet_lite0_onnx("dynamo")))
-        photo = atlas_demo.photo_batch(["chelsea"])[0]
+        photo = chelsea()
     layers = args.layers.split(",")
     options = {"steps": args.steps} if args.steps is not None else {}
     report = {"device": f"{device.platform} ({device.device_kind})", "jax": jax.__version__, "layers": layers,
