@@ -118,3 +118,16 @@ def test_refusals_are_one_line(model_path, photo, tmp_path):
         res = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **env))
         assert res.returncode == 2 and needle in res.stderr and res.stderr.count("\n") == 1, (args, res.stderr)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.browser
+def test_page_shows_the_featureviz_icon(built, atlas_open_page):
+    out, result = built
+    page = atlas_open_page((out / "index.html").resolve().as_uri(), size=(1300, 800))
+    page.wait_for_selector("html[data-ready]", timeout=15000)
+    box = page.query_selector(".layer").bounding_box()  # add_728: 7 x 7 positions over 300 px
+    page.mouse.move(box["x"] + 2 * 300 / 7 + 5, box["y"] + 4 * 300 / 7 + 5)
+    page.wait_for_function("document.documentElement.dataset.hover === 'add_728:4,2'")
+    assert "feature visualization of this position's vector" in page.text_content("#info")
+    assert page.query_selector("#info img.icon").get_attribute("src") == result["layers"][0]["icon_files"][4 * 7 + 2]
+    assert not page.errors and not page.dialogs and not page.remote, (page.errors, page.dialogs, page.remote)
