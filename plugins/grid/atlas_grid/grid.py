@@ -109,7 +109,7 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
             c = int(np.argmax(p))
         result["class"] = {"index": c, "name": names[c], "probability": round(float(p[c]), 5),
                            "top": [[names[k], round(float(p[k]), 5)] for k in np.argsort(-p)[:5]]}
-    grads = gradients(m)
+    grads = gradients(m) if (attribution or painter is not None) else None  # lowering a graph costs seconds
     notes = []
     timings: dict = {}
     clock = [time.perf_counter()]
@@ -118,7 +118,7 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
         now = time.perf_counter()
         timings[name] = round(timings.get(name, 0.0) + now - clock[0], 3)
         clock[0] = now
-    if grads is None:
+    if grads is None and attribution:
         notes.append("no gradients for this model (pip install ./plugins/jax): no attribution maps or flows")
     out = Path(out)
     (out / "icons").mkdir(parents=True, exist_ok=True)
