@@ -16,6 +16,9 @@ class GridCommand:
                        help="a built atlas of a layer (repeat): icons from its cells, or exemplars from its samples")
         p.add_argument("--icons", choices=["atlas", "exemplar", "featureviz"],
                        help="icons per position (default: atlas when --atlas is given, else exemplar)")
+        p.add_argument("--icon-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="featureviz icon option, e.g. steps=64 or size=48 (repeat; docs/grid.md)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the groups and the featureviz icons (default 0)")
         p.add_argument("--images", help="exemplar icons from every position of up to 64 of these images")
         p.add_argument("--atlas-level", type=int, help="the atlas level (grid size) to take cells from "
                                                       "(default: the atlas's default level)")
@@ -32,6 +35,7 @@ class GridCommand:
 
     def run(self, args) -> int:
         from atlas_core.cli import input_options
+        from atlas_core.options import key_values
         from .grid import grid
         atlases = {}
         for item in args.atlas:
@@ -43,6 +47,6 @@ class GridCommand:
         grid(args.model, args.image, layers, args.out, atlases=atlases, icons=args.icons, images=args.images,
              class_name=args.class_name, n_groups=args.groups, size_mode=args.size_mode, flows=not args.no_flow,
              icon_size=args.icon_size, atlas_level=args.atlas_level, attribution=not args.no_attribution,
-             backend=args.backend,
+             backend=args.backend, icon_options=key_values(args.icon_option, "--icon-option"), seed=args.seed,
              input_options=input_options(args), quiet=args.quiet)
         return 0

@@ -58,7 +58,7 @@ def _layers(model, names: Sequence[str]) -> list:
 def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = None, icons: Optional[str] = None,
          images=None, class_name=None, n_groups: int = 6, size_mode: str = "area", flows: bool = True,
          icon_size: int = 48, atlas_level: Optional[int] = None, relax_maxpool: bool = True, seed: int = 0,
-         attribution: bool = True,
+         attribution: bool = True, icon_options: Optional[dict] = None,
          backend: Optional[str] = None, input_options: Optional[dict] = None, quiet: bool = False) -> dict:
     """Activation grids of ``image`` at ``layers`` into folder ``out``; returns what grid.json holds.
 
@@ -66,6 +66,9 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
     ``icons="exemplar"`` takes patches from those atlases' samples or from ``images``. ``class_name`` (default:
     the image's top class) is the class of the attribution maps; ``attribution=False`` skips the maps and the
     flows (the parts that need gradients). ``size_mode`` is ``area`` (an icon's area follows ‖h‖) or ``opacity``.
+    ``icons="featureviz"`` optimizes a feature visualization of every position's vector, all positions of a layer
+    together with shared NMF-group images (the gradient capability in JAX); ``icon_options`` are its options
+    (``steps``, ``size``, ``lr``, ``p``, ``decay``, ``own``, ``shared``, ``transforms``, ``crop``).
     """
     from atlas_core.models import as_model
     t0 = time.perf_counter()
@@ -85,6 +88,9 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
     if missing:
         raise UsageError(f"atlas icons need an atlas of every layer: give --atlas {missing[0]}=DIR (or --icons "
                          "exemplar with --images DIR)")
+    if icon_options and icons != "featureviz":
+        raise UsageError(f"--icon-option applies to --icons featureviz, not {icons}")
+    painter, fv_options = _featureviz(m, icon_options) if icons == "featureviz" else (None, None)
     picture = image if isinstance(image, np.ndarray) else load_image(image, m.input_spec.size)
     classifier = classifier_output(m, chosen[0].name)
     output = classifier.name if classifier else None
@@ -103,7 +109,7 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
             c = int(np.argmax(p))
         result["class"] = {"index": c, "name": names[c], "probability": round(float(p[c]), 5),
                            "top": [[names[k], round(float(p[k]), 5)] for k in np.argsort(-p)[:5]]}
-    grads = gradients(m)
+    grads = gradients(m) if (attribution or painter is not None) else None  # lowering a graph costs seconds
     notes = []
     timings: dict = {}
     clock = [time.perf_counter()]
@@ -112,7 +118,7 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
         now = time.perf_counter()
         timings[name] = round(timings.get(name, 0.0) + now - clock[0], 3)
         clock[0] = now
-    if grads is None:
+    if grads is None and attribution:
         notes.append("no gradients for this model (pip install ./plugins/jax): no attribution maps or flows")
     out = Path(out)
     (out / "icons").mkdir(parents=True, exist_ok=True)
@@ -135,8 +141,11 @@ def grid(model, image, layers: Sequence[str], out, *, atlases: Optional[dict] = 
         maps, directions = compute.groups(a, n_groups, seed)
         lap("groups")
         entry["groups"] = [{"map": g.round(5).tolist()} for g in maps]
-        source = _icon_source(icons, m, layer.name, atlases, images, atlas_level, icon_size)
-        chooser = source if source is not None else None
+        chooser = None if painter else _icon_source(icons, m, layer.name, atlases, images, atlas_level, icon_size)
+        if painter is not None:
+            entry.update(_featureviz_icons(painter, fv_options, grads, layer.name, a, maps, out, k, seed, quiet))
+            for g, rel in enumerate(entry.pop("group_icons")):
+                entry["groups"][g]["icon"] = rel
         if chooser is not None:
             pick, score = chooser.choose(a.reshape(-1, ch))
             unique = sorted(set(pick.tolist()))
@@ -207,8 +216,56 @@ def _icon_source(mode, model, layer, atlases, images, level, icon_size):
         return AtlasIcons(atlases[layer], layer, level)
     if mode == "exemplar":
         return ExemplarIcons(model, layer, folder=atlases.get(layer), images=images, icon_size=icon_size)
-    raise UsageError("featureviz icons for activation grids are not available in this version; use --icons atlas "
-                     "or exemplar")
+    raise UsageError(f"unknown icon mode {mode!r}")
+
+
+def _featureviz(model, options):
+    """The featureviz renderer that optimizes grids, checked before any work: the model needs the gradient
+    capability in JAX, and the options must be its grid options."""
+    from atlas_core.plugins import get_registry
+    grads = gradients(model)
+    if grads is None or getattr(grads, "engine", None) != "jax":
+        raise UsageError("featureviz icons need the model's gradients in JAX, and no installed plugin gives them to "
+                         f"this {type(model).__name__} (pip install ./plugins/jax); use --icons atlas or exemplar")
+    registry = get_registry()
+    if "featureviz" not in registry.names("renderers"):
+        raise UsageError("featureviz icons need the featureviz renderer (pip install ./plugins/jax); use --icons "
+                         "atlas or exemplar")
+    painter = registry.renderer("featureviz")
+    if not hasattr(painter, "render_grid"):
+        raise UsageError("the installed featureviz renderer cannot optimize activation grids; use --icons atlas "
+                         "or exemplar")
+    return painter, painter.grid_settings(options)  # the options checked now, before any work
+
+
+def _featureviz_icons(painter, options, grads, layer, acts, maps, out: Path, k: int, seed: int, quiet: bool) -> dict:
+    """Every position's featureviz icon (one file each) and the groups' shared images, as grid.json entries."""
+    h, w, ch = acts.shape
+    weights = maps.reshape(len(maps), -1).T  # positions x groups: the NMF weights
+    t = time.perf_counter()
+    got = painter.render_grid(grads, layer, acts.reshape(-1, ch), weights, options, seed=seed,
+                              quiet=quiet)
+    files, group_files = [], []
+    for n, img in enumerate(got["icons"]):
+        rel = f"icons/{k}/fv-{n}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / rel, lambda f, img=img: img.save(f, format="PNG"))
+        files.append(rel)
+    for g, img in enumerate(got["groups"]):
+        rel = f"icons/{k}/fv-group-{g}.png"
+        atomic_write(out / rel, lambda f, img=img: img.save(f, format="PNG"))
+        group_files.append(rel)
+    opts = got["options"]
+    return {"icon_files": files, "icon_index": np.arange(h * w).reshape(h, w).tolist(),
+            "icon_cosine": got["cosine"].reshape(h, w).round(4).tolist(),
+            "icon_sources": [{"y": int(n // w), "x": int(n % w)} for n in range(h * w)],
+            "featureviz": {"size": got["size"], "view": got["view"], "steps": opts["steps"], "seed": seed,
+                           "options": opts, "objective_mean": round(float(np.mean(got["objective"])), 6),
+                           "cosine_mean": round(float(np.mean(got["cosine"])), 4),
+                           "seconds": round(time.perf_counter() - t, 2),
+                           "seconds_per_step": None if got["seconds_per_step"] is None
+                           else round(got["seconds_per_step"], 4)},
+            "group_icons": group_files}
 
 
 def _flow_data(out: Path, result: dict) -> dict:

@@ -374,6 +374,19 @@ class FeatureVizRenderer:
             raise UsageError("featureviz view=input needs a model with a fixed input size; use view=icon")
         return Plan(size, (int(model_size[0]), int(model_size[1])), jitter=opts["jitter"], grey=grey)
 
+    def grid_settings(self, options=None) -> dict:
+        """The options of ``render_grid``, checked, defaults filled in (a one-line error for a bad one)."""
+        from .gridviz import grid_settings
+        return grid_settings(options)
+
+    def render_grid(self, grads, layer: str, vectors, weights, options=None, seed: int = 0, model=None,
+                    quiet: bool = True) -> dict:
+        """Icons of every position of an activation grid, optimized together with shared NMF-group images
+        (``atlas grid --icons featureviz``); see :func:`atlas_jax.gridviz.render_grid`."""
+        from .gridviz import render_grid
+        return render_grid(grads, layer, vectors, weights, options, seed=seed, model=model, quiet=quiet,
+                           stream=self.stream)
+
     def note(self, request, text: str) -> None:
         if not _quiet(request.progress):
             stream = self.stream or sys.stderr

@@ -128,6 +128,8 @@
       if (L.atlas) info.appendChild(el("p", "", "atlas cell (" + src.i + ", " + src.j + ") of the " + L.atlas.grid +
         "\u00d7" + L.atlas.grid + " grid" + (src.label ? ": " + src.label : "") + ", " + src.count + " samples"));
       else if (src.image) info.appendChild(el("p", "", "exemplar from " + src.image + " at (" + src.y + ", " + src.x + ")"));
+      else if (L.featureviz) info.appendChild(el("p", "", "feature visualization of this position's vector (" +
+        L.featureviz.steps + " steps, " + L.featureviz.size + " px, optimized with the layer's other positions)"));
     }
     if (!$("flow").checked) { overlays(); return; }
     overlays();
