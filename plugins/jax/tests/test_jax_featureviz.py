@@ -220,7 +220,8 @@ def test_atlas_build_with_featureviz_icons(tmp_path, dynamo_path, photos):
     out = tmp_path / "atlas"
     rc = main(["build", str(dynamo_path), "--images", str(tmp_path / "views.npy"),
                "--layer", LAYER, "--out", str(out), "--reducer", "pca", "--levels", "3", "--min-count", "2",
-               "--icons", "exemplar,featureviz", "--icon-size", "32", "--icon-option", "steps=2", "--quiet"])
+               "--icons", "exemplar,featureviz", "--icon-size", "32", "--icon-option", "steps=2", "--no-attribution",
+               "--quiet"])
     assert rc == 0
     meta = json.loads((out / "atlas.json").read_text())
     assert set(meta["quality"]["fidelity_median"]) == {"exemplar", "featureviz"}
