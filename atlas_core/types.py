@@ -16,6 +16,19 @@ class UsageError(Exception):
     """A user's mistake: the CLI prints it as one line and exits non-zero."""
 
 
+def fit_channels(values, channels: int, flag: str) -> tuple:
+    """Per-channel ``--mean``/``--std`` values for a model of ``channels`` channels: as given when they match, their
+    mean for a 1-channel model, one value repeated for every channel; else a UsageError naming ``flag``."""
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if channels == 1:
+        return (sum(values) / len(values),)
+    if len(values) == 1:
+        return values * channels
+    raise UsageError(f"{flag} has {len(values)} values but the model takes {channels} channels")
+
+
 @dataclass
 class InputSpec:
     """How canonical images (float32 NHWC in [0, 1]) map to a model's input.

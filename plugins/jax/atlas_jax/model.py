@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from atlas_core import INPUT, InputSpec, Layer, UsageError
+from atlas_core.types import fit_channels
 from atlas_core.models import array_hash, content_hash
 
 from .lowering import Variant
@@ -274,22 +275,9 @@ def _spec_from_options(spec: InputSpec, options: dict) -> InputSpec:
             setattr(spec, key, options[key])
     if options.get("size") is not None:
         spec.height, spec.width = options["size"]
-    spec.mean = _fit_channels(spec.mean, spec.channels, "--mean")
-    spec.std = _fit_channels(spec.std, spec.channels, "--std")
+    spec.mean = fit_channels(spec.mean, spec.channels, "--mean")
+    spec.std = fit_channels(spec.std, spec.channels, "--std")
     return spec
-
-
-def _fit_channels(values, channels: int, flag: str) -> tuple:
-    """Per-channel values for the model's channels: a 1-channel model takes the mean of three (as the onnx
-    backend does), one value serves every channel."""
-    values = tuple(float(v) for v in values)
-    if len(values) == channels:
-        return values
-    if channels == 1:
-        return (sum(values) / len(values),)
-    if len(values) == 1:
-        return values * channels
-    raise UsageError(f"{flag} has {len(values)} values but the model takes {channels} channels")
 
 
 def _to_canonical(a, layout: str):

@@ -15,6 +15,7 @@ from onnx import TensorProto
 
 from atlas_core import InputSpec, Layer, UsageError
 from atlas_core.images import resize
+from atlas_core.types import fit_channels
 from atlas_core.models import content_hash
 
 from . import graph as g
@@ -543,23 +544,13 @@ def _input_spec(graph: onnx.GraphProto, value: onnx.ValueInfoProto, options: dic
     elem = value.type.tensor_type.elem_type
     scale = float(options["scale"]) if options.get("scale") is not None else (
         255.0 if elem == TensorProto.UINT8 else 1.0)
-    mean = _fit_channels(options.get("mean") or (0.0,) * 3, channels, "--mean")
-    std = _fit_channels(options.get("std") or (1.0,) * 3, channels, "--std")
+    mean = fit_channels(options.get("mean") or (0.0,) * 3, channels, "--mean")
+    std = fit_channels(options.get("std") or (1.0,) * 3, channels, "--std")
     if min(abs(s) for s in std) == 0:
         raise UsageError("--std must not contain 0")
     return InputSpec(layout=layout, channels=channels, height=h, width=w, mean=mean, std=std, scale=scale,
                      batch=dims[0])
 
-
-def _fit_channels(values, channels: int, flag: str) -> tuple:
-    values = tuple(float(v) for v in values)
-    if len(values) == channels:
-        return values
-    if channels == 1:
-        return (sum(values) / len(values),)
-    if len(values) == 1:
-        return values * channels
-    raise UsageError(f"{flag} has {len(values)} values but the model takes {channels} channels")
 
 
 def _guess_layout(graph: onnx.GraphProto, name: str, dims: tuple) -> str:
