@@ -30,6 +30,23 @@ def photos() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def crops(photos):
+    """``crops(n)``: n random square crops of the real photos (seed 0), each resized to 224x224."""
+    from atlas_core.images import resize
+
+    def make(n: int) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        views = []
+        for k in range(n):
+            img = photos[k % len(photos)]
+            s = int(rng.integers(112, 224))
+            y, x = rng.integers(0, 224 - s, 2)
+            views.append(resize(img[y:y + s, x:x + s], (224, 224)))
+        return np.stack(views)
+    return make
+
+
+@pytest.fixture(scope="session")
 def lite0(dynamo_path):
     """EfficientNet-Lite0 (dynamo export) opened with the onnx-jax backend."""
     from atlas_jax.model import OnnxJaxBackend

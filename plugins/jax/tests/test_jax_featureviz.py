@@ -202,21 +202,13 @@ def test_bad_options_are_one_line_errors(lite0, cells):
         assert list(option)[0] in str(err.value) and "\n" not in str(err.value)
 
 
-def test_atlas_build_with_featureviz_icons(tmp_path, dynamo_path, photos):
+def test_atlas_build_with_featureviz_icons(tmp_path, dynamo_path, crops):
     """`atlas build ... --icons exemplar,featureviz` end to end (small: 24 px icons, 2 steps); the atlas
     lists both renderers and their fidelity. Collection runs on the default backend (onnxruntime when
     installed: featureviz then lowers its onnx_model())."""
     import json
     from atlas_core.cli import main
-    from atlas_core.images import resize
-    rng = np.random.default_rng(0)
-    views = []
-    for k in range(40):  # random crops of the real photos
-        img = photos[k % len(photos)]
-        s = int(rng.integers(112, 224))
-        y, x = rng.integers(0, 224 - s, 2)
-        views.append(resize(img[y:y + s, x:x + s], (224, 224)))
-    np.save(tmp_path / "views.npy", np.stack(views))
+    np.save(tmp_path / "views.npy", crops(40))
     out = tmp_path / "atlas"
     rc = main(["build", str(dynamo_path), "--images", str(tmp_path / "views.npy"),
                "--layer", LAYER, "--out", str(out), "--reducer", "pca", "--levels", "3", "--min-count", "2",

@@ -220,17 +220,9 @@ def test_featureviz_on_grey_and_non_square_models(ordinary):
             assert np.abs(pixels[..., 0] - pixels[..., 1]).max() <= 1 and pixels.std() > 0
 
 
-def test_atlas_build_on_a_rank_three_layer(ordinary, photos, tmp_path):
+def test_atlas_build_on_a_rank_three_layer(ordinary, crops, tmp_path):
     """atlas build on the token sequence (1 x 196 x 112): samples at positions along the sequence."""
-    from atlas_core.images import resize
-    rng = np.random.default_rng(0)
-    views = []
-    for k in range(24):
-        img = photos[k % len(photos)]
-        s = int(rng.integers(112, 224))
-        y, x = rng.integers(0, 224 - s, 2)
-        views.append(resize(img[y:y + s, x:x + s], (224, 224)))
-    np.save(tmp_path / "views.npy", np.stack(views))
+    np.save(tmp_path / "views.npy", crops(24))
     out = tmp_path / "atlas"
     rc, _, err = cli("build", ordinary["tokens"], "--images", tmp_path / "views.npy", "--layer", "tokens",
                      "--preset", "imagenet", "--out", out, "--reducer", "pca", "--levels", "3", "--min-count", "1",
